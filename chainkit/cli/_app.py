@@ -1,0 +1,124 @@
+"""The Typer application, global options, and the error boundary."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from chainkit import __version__
+from chainkit.errors import ChainkitError, UserError, redact
+
+log = logging.getLogger("chainkit")
+
+app = typer.Typer(
+    name="chainkit",
+    help="Compose LangChain chains, capture their streams, run them over many inputs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_state = {"verbose": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"chainkit {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Log debug details; show tracebacks.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Log only errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Compose LangChain chains, capture their streams, run them over many inputs."""
+    _state["verbose"] = verbose
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    configure_logging(level)
+
+
+def configure_logging(level: int) -> None:
+    """Log records as one line each on stderr (progress and logs never go to stdout)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("chainkit")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    """Print ``chainkit: error: <message>`` on stderr; return the Exit to raise."""
+    typer.echo(f"chainkit: error: {redact(message)}", err=True)
+    return typer.Exit(code)
+
+
+def describe_exception(exc: BaseException) -> tuple[str, int]:
+    """One line and an exit code for any exception that reaches the CLI."""
+    if isinstance(exc, UserError):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, ChainkitError):
+        return str(exc), EXIT_FAILED
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - openai is a dependency
+        openai = None  # type: ignore[assignment]
+    if openai is not None:
+        if isinstance(exc, openai.APIConnectionError):
+            request = getattr(exc, "request", None)
+            where = str(request.url) if request is not None else "the model server"
+            return (
+                f"cannot reach the model at {where} ({type(exc).__name__}); check that the "
+                "server is running and OPENAI_BASE_URL is right, or use --model local",
+                EXIT_FAILED,
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return (
+                f"the model server answered {exc.status_code} "
+                f"({type(exc).__name__}): {exc.message}",
+                EXIT_FAILED,
+            )
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__, EXIT_FAILED
+
+
+def run(argv: list[str]) -> int:
+    """Run the CLI on ``argv`` and return the exit code (never raises)."""
+    try:
+        result = app(args=argv, prog_name="chainkit", standalone_mode=False)
+    except click.exceptions.Abort:
+        typer.echo("chainkit: interrupted", err=True)
+        return 130
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("chainkit: interrupted", err=True)
+        return 130
+    except Exception as exc:
+        message, code = describe_exception(exc)
+        if _state["verbose"]:
+            log.exception("traceback")
+        typer.echo(f"chainkit: error: {redact(message)}", err=True)
+        return code
+    return result if isinstance(result, int) else EXIT_OK

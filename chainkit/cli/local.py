@@ -1,0 +1,47 @@
+"""``chainkit local ...``: the embedded offline OpenAI-compatible model."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from chainkit.cli._app import app
+
+local_app = typer.Typer(
+    help="The embedded offline OpenAI-compatible model.", no_args_is_help=True
+)
+app.add_typer(local_app, name="local")
+
+
+@local_app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8000,
+    ttft: Annotated[float, typer.Option(help="Seconds before the first token.")] = 0.0,
+    token_delay: Annotated[float, typer.Option(help="Seconds between tokens.")] = 0.0,
+    jitter: Annotated[float, typer.Option(help="Relative jitter of the delays (0..1).")] = 0.0,
+    error_rate: Annotated[
+        float, typer.Option(help="Share of requests answered with 429/500/503 (0..1).")
+    ] = 0.0,
+    disconnect_rate: Annotated[
+        float, typer.Option(help="Share of streams cut mid-way (0..1).")
+    ] = 0.0,
+    hang_rate: Annotated[
+        float, typer.Option(help="Share of requests that never answer (0..1).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed for faults and jitter.")] = 0,
+) -> None:
+    """Serve the local model over HTTP (point OPENAI_BASE_URL at http://HOST:PORT/v1)."""
+    from chainkit.models.local import LocalModelSettings, serve_forever
+
+    settings = LocalModelSettings(
+        ttft=ttft,
+        token_delay=token_delay,
+        jitter=jitter,
+        error_rate=error_rate,
+        disconnect_rate=disconnect_rate,
+        hang_rate=hang_rate,
+        seed=seed,
+    )
+    serve_forever(host=host, port=port, settings=settings)

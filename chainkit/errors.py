@@ -1,0 +1,219 @@
+"""Exceptions raised by chainkit.
+
+Two roots: a *misuse* (the caller asked for something that cannot work: a bad
+spec, an unknown name, a missing variable) and a *runtime failure* (the work
+was well-formed but could not be done: a server unreachable, a model error).
+The CLI turns the first into exit code 2 and the second into exit code 1,
+each as one line on stderr.
+
+    ChainkitError
+    ├── UserError                     misuse: fix the call, the spec or the input
+    │   ├── ConfigError               a setting or environment variable is wrong
+    │   │   ├── MissingAPIKeyError    a provider needs a key that is not set
+    │   │   ├── UnknownProviderError  "foo:bar" names no provider chainkit knows
+    │   │   └── MissingPackageError   the provider's integration package is absent
+    │   ├── UnknownChainError         no chain by that name (with close names)
+    │   ├── MissingVariableError      an input lacks a template variable
+    │   ├── SpecError                 a chain spec file is invalid
+    │   ├── InputError                an input line or value is malformed
+    │   └── ResumeMismatchError       resuming a result file made by another chain
+    └── ChainkitRunError              the work failed at run time
+        ├── ModelUnavailableError     the model server cannot be reached
+        ├── LocalServerError          the embedded local model failed to start
+        └── TraceError                a trace file cannot be read
+
+Messages name the value, where it came from, and what to do, in one line.
+Every message passes through :func:`redact` so a secret never leaks into one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+__all__ = [
+    "ChainkitError",
+    "ChainkitRunError",
+    "ConfigError",
+    "InputError",
+    "LocalServerError",
+    "MissingAPIKeyError",
+    "MissingPackageError",
+    "MissingVariableError",
+    "ModelUnavailableError",
+    "ResumeMismatchError",
+    "SpecError",
+    "TraceError",
+    "UnknownChainError",
+    "UnknownProviderError",
+    "UserError",
+    "close_matches",
+    "redact",
+    "register_secret",
+]
+
+# API keys of the common providers, bearer tokens, and key=value pairs whose key
+# says it is a secret. Kept deliberately broad: a false positive costs a few
+# characters of a log line, a false negative leaks a credential.
+_SECRET_PATTERNS = [
+    re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"\b(xox[abpr]|ghp|gho|ghs|glpat|hf)[-_][A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._\-~+/=]{8,}"),
+    re.compile(
+        r"(?i)\b(api[_-]?key|token|secret|password|authorization)(\"?\s*[:=]\s*\"?)"
+        r"[^\s\"',;&]{6,}"
+    ),
+]
+_extra_secrets: set[str] = set()
+REDACTED = "***"
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so :func:`redact` masks it wherever it appears."""
+    if value and len(value) >= 4:
+        _extra_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Mask API keys, bearer tokens and registered secrets in ``text``."""
+    for secret in _extra_secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(_mask, text)
+    return text
+
+
+def _mask(match: re.Match[str]) -> str:
+    groups = match.groups()
+    if len(groups) >= 2 and groups[1] is not None:  # key=value form: keep the key
+        return f"{groups[0]}{groups[1]}{REDACTED}"
+    if groups and groups[0] and groups[0].lower() == "bearer":
+        return f"{groups[0]} {REDACTED}"
+    return REDACTED
+
+
+def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Names in ``candidates`` that look like ``name`` (for "did you mean")."""
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
+
+
+class ChainkitError(Exception):
+    """Base of every exception chainkit raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class UserError(ChainkitError, ValueError):
+    """The caller asked for something that cannot work; the message says how to fix it."""
+
+
+class ConfigError(UserError):
+    """A setting, option or environment variable has a value that cannot be used."""
+
+
+class MissingAPIKeyError(ConfigError):
+    def __init__(self, provider: str, env_var: str) -> None:
+        self.provider = provider
+        self.env_var = env_var
+        super().__init__(
+            f"{provider} needs an API key: set {env_var} in the environment, "
+            f"or use --model local to run offline"
+        )
+
+
+class UnknownProviderError(ConfigError):
+    def __init__(self, spec: str, known: Iterable[str]) -> None:
+        self.spec = spec
+        known = sorted(known)
+        provider = spec.partition(":")[0]
+        hint = close_matches(provider, known)
+        did_you_mean = f" (did you mean {', '.join(hint)}?)" if hint else ""
+        super().__init__(
+            f"unknown model provider {provider!r} in model spec {spec!r}{did_you_mean}; "
+            f"use 'local', 'openai:<model>' or one of: {', '.join(known)}"
+        )
+
+
+class MissingPackageError(ConfigError):
+    def __init__(self, spec: str, package: str) -> None:
+        self.spec = spec
+        self.package = package
+        super().__init__(
+            f"model spec {spec!r} needs the package {package!r}: pip install {package}"
+        )
+
+
+class UnknownChainError(UserError, KeyError):
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        known = sorted(known)
+        self.suggestions = close_matches(name, known)
+        hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
+        ChainkitError.__init__(
+            self,
+            f"unknown chain {name!r}{hint} (known chains: {', '.join(known) or 'none'}; "
+            f"`chainkit chains` lists them)",
+        )
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class MissingVariableError(UserError, KeyError):
+    def __init__(self, chain: str, missing: Iterable[str], given: Iterable[str] = ()) -> None:
+        self.chain = chain
+        self.missing = sorted(missing)
+        given = sorted(given)
+        names = ", ".join(repr(m) for m in self.missing)
+        plural = "s" if len(self.missing) > 1 else ""
+        ChainkitError.__init__(
+            self,
+            f"chain {chain!r} needs input variable{plural} {names} "
+            f"(got: {', '.join(given) or 'none'}); pass it, e.g. -i {self.missing[0]}=...",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class SpecError(UserError):
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"invalid chain spec {path}: {problem}")
+
+
+class InputError(UserError):
+    """An input (a JSONL line, a -i option, a request body) is malformed."""
+
+
+class ResumeMismatchError(UserError):
+    """Resuming a result file that another chain or other settings produced."""
+
+
+class ChainkitRunError(ChainkitError, RuntimeError):
+    """The request was well-formed, but the work failed at run time."""
+
+
+class ModelUnavailableError(ChainkitRunError):
+    def __init__(self, base_url: str, reason: str) -> None:
+        self.base_url = base_url
+        super().__init__(
+            f"cannot reach the model server at {base_url}: {reason}; check that it is "
+            f"running and OPENAI_BASE_URL is right, or use --model local"
+        )
+
+
+class LocalServerError(ChainkitRunError):
+    """The embedded local model server could not start or stopped unexpectedly."""
+
+
+class TraceError(ChainkitRunError):
+    """A trace or result file cannot be read."""

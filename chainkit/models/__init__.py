@@ -1,0 +1,163 @@
+"""Where text comes from: model specs turned into LangChain models.
+
+A *model spec* is a short string:
+
+- ``local`` (the default) or ``local:<name>``: the embedded offline model,
+  started on a free loopback port the first time it is needed, reached through
+  the real ``langchain_openai`` classes;
+- ``openai:<model>``: OpenAI, or any OpenAI-compatible server named by
+  ``OPENAI_BASE_URL`` (vLLM, Ollama, a llama.cpp server, a proxy);
+- ``<provider>:<model>``: any provider LangChain's ``init_chat_model`` knows,
+  when its integration package is installed.
+
+The default spec comes from ``CHAINKIT_MODEL``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from chainkit.errors import (
+    ConfigError,
+    MissingAPIKeyError,
+    MissingPackageError,
+    UnknownProviderError,
+    register_secret,
+)
+
+if TYPE_CHECKING:  # LangChain is imported lazily: chainkit.models.local must not load it
+    from langchain_core.language_models import BaseChatModel, BaseLLM
+
+__all__ = ["DEFAULT_LOCAL_MODEL", "default_spec", "load_llm", "load_model", "parse_spec"]
+
+DEFAULT_LOCAL_MODEL = "chainkit-local"
+MODEL_ENV = "CHAINKIT_MODEL"
+
+# provider -> (integration package on PyPI, module, chat class). The same table
+# LangChain's init_chat_model uses; kept here so a missing package is named
+# even when the `langchain` meta-package itself is not installed.
+PROVIDERS: dict[str, tuple[str, str, str]] = {
+    "anthropic": ("langchain-anthropic", "langchain_anthropic", "ChatAnthropic"),
+    "azure_openai": ("langchain-openai", "langchain_openai", "AzureChatOpenAI"),
+    "bedrock": ("langchain-aws", "langchain_aws", "ChatBedrock"),
+    "bedrock_converse": ("langchain-aws", "langchain_aws", "ChatBedrockConverse"),
+    "cohere": ("langchain-cohere", "langchain_cohere", "ChatCohere"),
+    "deepseek": ("langchain-deepseek", "langchain_deepseek", "ChatDeepSeek"),
+    "fireworks": ("langchain-fireworks", "langchain_fireworks", "ChatFireworks"),
+    "google_genai": ("langchain-google-genai", "langchain_google_genai", "ChatGoogleGenerativeAI"),
+    "google_vertexai": ("langchain-google-vertexai", "langchain_google_vertexai", "ChatVertexAI"),
+    "groq": ("langchain-groq", "langchain_groq", "ChatGroq"),
+    "huggingface": ("langchain-huggingface", "langchain_huggingface", "ChatHuggingFace"),
+    "mistralai": ("langchain-mistralai", "langchain_mistralai", "ChatMistralAI"),
+    "nvidia": ("langchain-nvidia-ai-endpoints", "langchain_nvidia_ai_endpoints", "ChatNVIDIA"),
+    "ollama": ("langchain-ollama", "langchain_ollama", "ChatOllama"),
+    "perplexity": ("langchain-perplexity", "langchain_perplexity", "ChatPerplexity"),
+    "together": ("langchain-together", "langchain_together", "ChatTogether"),
+    "xai": ("langchain-xai", "langchain_xai", "ChatXAI"),
+}
+KNOWN_PROVIDERS = ("local", "openai", *PROVIDERS)
+
+
+def default_spec() -> str:
+    """The spec used when none is given: ``$CHAINKIT_MODEL``, else ``local``."""
+    return os.environ.get(MODEL_ENV, "").strip() or "local"
+
+
+def parse_spec(spec: str | None) -> tuple[str, str]:
+    """Split a spec into ``(provider, model)``; ``model`` may be empty."""
+    spec = (spec or default_spec()).strip()
+    if not spec:
+        raise ConfigError("empty model spec; use 'local', 'openai:<model>' or 'provider:model'")
+    provider, _, model = spec.partition(":")
+    provider = provider.strip().lower()
+    if provider not in KNOWN_PROVIDERS:
+        raise UnknownProviderError(spec, KNOWN_PROVIDERS)
+    return provider, model.strip()
+
+
+def _openai_kwargs(provider: str, model: str, spec: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Client settings shared by ChatOpenAI and OpenAI for the local and openai specs."""
+    if provider == "local":
+        from chainkit.models.local import ensure_server
+
+        server = ensure_server()
+        settings: dict[str, Any] = {
+            "model": model or DEFAULT_LOCAL_MODEL,
+            "base_url": server.base_url,
+            "api_key": SecretStr("chainkit-local"),
+        }
+    else:
+        if not model:
+            raise ConfigError(f"model spec {spec!r} names no model; write e.g. 'openai:gpt-4o-mini'")
+        key = kwargs.pop("api_key", None) or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise MissingAPIKeyError("openai", "OPENAI_API_KEY")
+        secret = key if isinstance(key, SecretStr) else SecretStr(str(key))
+        register_secret(secret.get_secret_value())
+        settings = {"model": model, "api_key": secret}
+        base_url = kwargs.pop("base_url", None) or os.environ.get("OPENAI_BASE_URL")
+        if base_url:
+            settings["base_url"] = base_url
+    settings.update(kwargs)
+    return settings
+
+
+def load_model(spec: str | None = None, **kwargs: Any) -> BaseChatModel:
+    """A chat model for ``spec`` (default ``$CHAINKIT_MODEL`` or ``local``).
+
+    Keyword arguments go to the model class (``temperature``, ``max_tokens``,
+    ``max_retries``, ...).
+
+    >>> model = load_model()                       # the embedded offline model
+    >>> model = load_model("openai:gpt-4o-mini")   # needs OPENAI_API_KEY
+    """
+    spec = spec or default_spec()
+    provider, model = parse_spec(spec)
+    if provider in ("local", "openai"):
+        from langchain_openai import ChatOpenAI
+
+        settings = _openai_kwargs(provider, model, spec, dict(kwargs))
+        settings.setdefault("stream_usage", True)
+        return ChatOpenAI(**settings)
+    return _load_other(spec, provider, model, kwargs)
+
+
+def load_llm(spec: str | None = None, **kwargs: Any) -> BaseLLM:
+    """A completion-style LLM (``langchain_openai.OpenAI``) for ``local`` or ``openai:`` specs.
+
+    This is the first seed's ``OpenAI(model="gpt-3.5-turbo-instruct", ...)``.
+    """
+    spec = spec or default_spec()
+    provider, model = parse_spec(spec)
+    if provider not in ("local", "openai"):
+        raise ConfigError(
+            f"load_llm supports only 'local' and 'openai:<model>' specs, got {spec!r}; "
+            f"use load_model() for chat models of other providers"
+        )
+    from langchain_openai import OpenAI
+
+    return OpenAI(**_openai_kwargs(provider, model, spec, dict(kwargs)))
+
+
+def _load_other(spec: str, provider: str, model: str, kwargs: dict[str, Any]) -> BaseChatModel:
+    package, module_name, class_name = PROVIDERS[provider]
+    if not model:
+        raise ConfigError(f"model spec {spec!r} names no model; write '{provider}:<model>'")
+    if importlib.util.find_spec(module_name) is None:
+        raise MissingPackageError(spec, package)
+    try:  # prefer LangChain's own factory when the `langchain` package is present
+        from langchain.chat_models import (  # type: ignore[import-not-found,unused-ignore]
+            init_chat_model,
+        )
+    except ImportError:
+        module = importlib.import_module(module_name)
+        cls = getattr(module, class_name)
+        chat: BaseChatModel = cls(model=model, **kwargs)
+        return chat
+    result: BaseChatModel = init_chat_model(model, model_provider=provider, **kwargs)
+    return result

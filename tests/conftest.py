@@ -1,0 +1,78 @@
+"""Suite-wide guards: no test reaches the internet, and a canary key never leaks.
+
+- Every socket connect to a non-loopback address fails the test at once.
+- ``OPENAI_API_KEY`` is set to a canary; tests that write files check that it
+  never appears in them (see ``assert_no_canary``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CANARY_KEY = "sk-chainkit-canary-7f3a9c2e1b5d4f60"
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_loopback(address: Any) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    host = address[0] if isinstance(address, tuple) else address
+    if host in ("localhost", "", None):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    if not _is_loopback(address):
+        raise OSError(f"test tried to reach {address!r}: tests may only use loopback")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    if not _is_loopback(address):
+        raise OSError(f"test tried to reach {address!r}: tests may only use loopback")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_internet() -> Iterator[None]:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _canary_env() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CHAINKIT_MODEL")}
+    os.environ["OPENAI_API_KEY"] = CANARY_KEY
+    os.environ.pop("OPENAI_BASE_URL", None)
+    os.environ.pop("CHAINKIT_MODEL", None)
+    os.environ.setdefault("LANGSMITH_TRACING", "false")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def assert_no_canary(*paths: Path) -> None:
+    """Fail if the canary API key appears in any file under ``paths``."""
+    for root in paths:
+        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        for file in files:
+            assert CANARY_KEY not in file.read_text(errors="replace"), f"secret leaked into {file}"
