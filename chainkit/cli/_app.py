@@ -86,14 +86,18 @@ def describe_exception(exc: BaseException) -> tuple[str, int]:
             request = getattr(exc, "request", None)
             where = str(request.url) if request is not None else "the model server"
             return (
-                f"cannot reach the model at {where} ({type(exc).__name__}); check that the "
-                "server is running and OPENAI_BASE_URL is right, or use --model local",
+                (
+                    f"cannot reach the model at {where} ({type(exc).__name__}); check that "
+                    "the server is running and OPENAI_BASE_URL is right, or use --model local"
+                ),
                 EXIT_FAILED,
             )
         if isinstance(exc, openai.APIStatusError):
             return (
-                f"the model server answered {exc.status_code} "
-                f"({type(exc).__name__}): {exc.message}",
+                (
+                    f"the model server answered {exc.status_code} "
+                    f"({type(exc).__name__}): {exc.message}"
+                ),
                 EXIT_FAILED,
             )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -16,7 +16,8 @@ GOLDFISH = "Write me a 1 verse song about goldfish on the moon"
 @app.command()
 def demo(
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model spec (default: $CHAINKIT_MODEL or local).")
+        str | None,
+        typer.Option("--model", "-m", help="Model spec (default: $CHAINKIT_MODEL or local)."),
     ] = None,
 ) -> None:
     """Run the first seed's streaming tour: stream, astream, astream_events."""

@@ -8,9 +8,7 @@ import typer
 
 from chainkit.cli._app import app
 
-local_app = typer.Typer(
-    help="The embedded offline OpenAI-compatible model.", no_args_is_help=True
-)
+local_app = typer.Typer(help="The embedded offline OpenAI-compatible model.", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 
 
@@ -45,3 +43,41 @@ def serve(
         seed=seed,
     )
     serve_forever(host=host, port=port, settings=settings)
+
+
+@local_app.command(
+    "exec",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def exec_(
+    ctx: typer.Context,
+    error_rate: Annotated[
+        float, typer.Option(help="Share of requests answered with 429/500/503 (0..1).")
+    ] = 0.0,
+    token_delay: Annotated[float, typer.Option(help="Seconds between tokens.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed for faults and jitter.")] = 0,
+) -> None:
+    """Run a command with OPENAI_BASE_URL and OPENAI_API_KEY pointing at the local model.
+
+    Any program written for the OpenAI API (the openai SDK, langchain_openai) runs
+    offline unchanged: chainkit local exec -- python my_script.py
+    """
+    import os
+    import subprocess
+
+    from chainkit.errors import InputError
+    from chainkit.models.local import LocalModelServer, LocalModelSettings
+
+    command = list(ctx.args)
+    if not command:
+        raise InputError(
+            "chainkit local exec needs a command, e.g. chainkit local exec -- python app.py"
+        )
+    settings = LocalModelSettings(error_rate=error_rate, token_delay=token_delay, seed=seed)
+    with LocalModelServer(settings=settings) as server:
+        env = dict(os.environ, OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="chainkit-local")
+        try:
+            code = subprocess.call(command, env=env)  # noqa: S603  (the user's own command)
+        except FileNotFoundError:
+            raise InputError(f"command not found: {command[0]!r}") from None
+    raise typer.Exit(code)

@@ -93,7 +93,9 @@ def _openai_kwargs(provider: str, model: str, spec: str, kwargs: dict[str, Any])
         }
     else:
         if not model:
-            raise ConfigError(f"model spec {spec!r} names no model; write e.g. 'openai:gpt-4o-mini'")
+            raise ConfigError(
+                f"model spec {spec!r} names no model; write e.g. 'openai:gpt-4o-mini'"
+            )
         key = kwargs.pop("api_key", None) or os.environ.get("OPENAI_API_KEY")
         if not key:
             raise MissingAPIKeyError("openai", "OPENAI_API_KEY")
