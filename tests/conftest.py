@@ -76,3 +76,12 @@ def assert_no_canary(*paths: Path) -> None:
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
         for file in files:
             assert CANARY_KEY not in file.read_text(errors="replace"), f"secret leaked into {file}"
+
+
+@pytest.fixture(scope="session")
+def local_server() -> Iterator[Any]:
+    """One calm local model server (chainkit.models.local) shared by the whole session."""
+    from chainkit.testing import local_model_server
+
+    with local_model_server() as server:
+        yield server

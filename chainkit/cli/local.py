@@ -42,7 +42,9 @@ def serve(
         hang_rate=hang_rate,
         seed=seed,
     )
-    serve_forever(host=host, port=port, settings=settings)
+    serve_forever(
+        host=host, port=port, settings=settings, on_ready=lambda line: typer.echo(line, err=True)
+    )
 
 
 @local_app.command(

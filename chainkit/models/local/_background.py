@@ -1,0 +1,315 @@
+"""Running the local model: in a background thread, shared per process, or in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import orjson
+import uvicorn
+
+from chainkit.errors import LocalServerError
+from chainkit.models.local._app import LocalModelApp, create_app
+from chainkit.models.local._settings import LocalModelSettings
+
+__all__ = [
+    "DUMMY_API_KEY",
+    "LocalModelServer",
+    "ensure_server",
+    "serve_forever",
+    "shutdown_shared_server",
+    "use_local_model",
+]
+
+logger = logging.getLogger(__name__)
+
+DUMMY_API_KEY = "chainkit-local"  # the local model accepts any key; clients insist on one
+_START_TIMEOUT = 15.0
+_GRACE = 2  # seconds uvicorn waits for in-flight requests at shutdown
+
+
+def _loop_factory() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _config(app: LocalModelApp, host: str, port: int) -> uvicorn.Config:
+    try:
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    except ImportError:  # pragma: no cover
+        http = "h11"
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=http,
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=_GRACE,
+        timeout_keep_alive=30,
+        backlog=4096,
+        server_header=False,
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(4096)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise LocalServerError(
+            f"the local model cannot listen on {host}:{port}: {exc.strerror or exc}; "
+            f"pick another port (0 picks a free one)"
+        ) from None
+    return sock
+
+
+class LocalModelServer:
+    """The local model served by uvicorn in a daemon thread with its own event loop.
+
+    >>> with LocalModelServer(LocalModelSettings(ttft=0.05)) as server:
+    ...     client = openai.OpenAI(base_url=server.base_url, api_key="x")
+    """
+
+    def __init__(
+        self,
+        settings: LocalModelSettings | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.settings = settings or LocalModelSettings()
+        self.host = host
+        self._requested_port = port
+        self.app = create_app(self.settings)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sock: socket.socket | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self.port = 0
+
+    # -- addresses
+    @property
+    def url(self) -> str:
+        """The server's root, e.g. ``http://127.0.0.1:PORT``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What OpenAI clients take as ``base_url``: ``http://127.0.0.1:PORT/v1``."""
+        return f"{self.url}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- lifecycle
+    def start(self) -> LocalModelServer:
+        """Start serving; returns once the socket is listening."""
+        with self._lock:
+            if self.running:
+                return self
+            self._sock = _bind(self.host, self._requested_port)
+            self.port = self._sock.getsockname()[1]
+            self._server = uvicorn.Server(_config(self.app, self.host, self.port))
+            self._error = None
+            started = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run,
+                args=(started,),
+                name=f"chainkit-local-model:{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+            deadline = time.monotonic() + _START_TIMEOUT
+            while not started.wait(0.01):
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    self._cleanup_socket()
+                    raise LocalServerError(
+                        f"the local model did not start on {self.url}: "
+                        f"{self._error or 'timed out'}; see the log for details"
+                    )
+            logger.debug("local model listening on %s", self.base_url)
+            return self
+
+    def _run(self, started: threading.Event) -> None:
+        server, sock = self._server, self._sock
+        if server is None or sock is None:  # pragma: no cover - start() sets both
+            return
+
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            task = asyncio.ensure_future(server.serve(sockets=[sock]))
+            while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
+                await asyncio.sleep(0.002)
+            if server.started:
+                started.set()
+            await task
+
+        try:
+            with asyncio.Runner(loop_factory=_loop_factory) as runner:
+                runner.run(main())
+        except BaseException as exc:
+            self._error = exc
+            logger.exception("local model server stopped with an error")
+        finally:
+            self._loop = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving: release hanging requests, close connections, free the port."""
+        with self._lock:
+            thread, server, loop = self._thread, self._server, self._loop
+            if thread is None or server is None:
+                return
+            if loop is not None and thread.is_alive():
+                with contextlib.suppress(RuntimeError):  # loop already closed
+                    loop.call_soon_threadsafe(self.app.close)
+            server.should_exit = True
+            thread.join(timeout)
+            if thread.is_alive():
+                server.force_exit = True
+                thread.join(timeout)
+            self._thread = None
+            self._server = None
+            self._cleanup_socket()
+            logger.debug("local model on port %s stopped", self.port)
+
+    def _cleanup_socket(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> LocalModelServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- stats
+    def stats(self, *, log: bool = False) -> dict[str, Any]:
+        """What ``GET /stats`` returns (with ``log=True``, the request log too)."""
+        data = self.app.stats.snapshot(log=log)
+        # round-trip through JSON so callers see exactly what HTTP clients see
+        result: dict[str, Any] = orjson.loads(orjson.dumps(data))
+        return result
+
+    def request_log(self) -> list[dict[str, Any]]:
+        """The bounded request log (most recent last)."""
+        log: list[dict[str, Any]] = self.stats(log=True)["log"]
+        return log
+
+    def reset_stats(self) -> None:
+        """Zero the counters and the log, and forget which requests were seen (faults)."""
+        self.app.stats.reset()
+        self.app._seen.clear()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<LocalModelServer {self.base_url} {state}>"
+
+
+_shared: LocalModelServer | None = None
+_shared_lock = threading.Lock()
+
+
+def ensure_server(settings: LocalModelSettings | None = None) -> LocalModelServer:
+    """The process-wide local model, started on first use on a free loopback port.
+
+    Thread-safe; stopped at interpreter exit. ``settings`` apply only when this
+    call starts it (use :class:`LocalModelServer` for a server of your own).
+    """
+    global _shared  # noqa: PLW0603 - one shared server per process
+    server = _shared
+    if server is not None and server.running:
+        return server
+    with _shared_lock:
+        if _shared is None or not _shared.running:
+            first = _shared is None
+            _shared = LocalModelServer(settings).start()
+            if first:
+                atexit.register(shutdown_shared_server)
+        return _shared
+
+
+def shutdown_shared_server() -> None:
+    """Stop the shared server if it runs (registered with :mod:`atexit`)."""
+    global _shared
+    with _shared_lock:
+        server, _shared = _shared, None
+    if server is not None:
+        server.stop()
+
+
+def use_local_model(settings: LocalModelSettings | None = None) -> LocalModelServer:
+    """Start the shared local model and point ``OPENAI_BASE_URL``/``OPENAI_API_KEY`` at it.
+
+    After this, ``OpenAI(model="gpt-3.5-turbo-instruct")`` and ``AsyncOpenAI()``
+    run unchanged, offline.
+    """
+    server = ensure_server(settings)
+    os.environ["OPENAI_BASE_URL"] = server.base_url
+    os.environ["OPENAI_API_KEY"] = DUMMY_API_KEY
+    return server
+
+
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: LocalModelSettings | None = None,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the local model in the foreground until interrupted (the CLI's ``local serve``).
+
+    Logs (and passes to ``on_ready``) one line saying where it listens and the
+    environment to point OpenAI clients at it.
+    """
+    app = create_app(settings)
+    sock = _bind(host, port)
+    actual = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    base_url = f"http://{shown}:{actual}/v1"
+    line = (
+        f"chainkit local model listening on {base_url}; "
+        f"use OPENAI_BASE_URL={base_url} OPENAI_API_KEY={DUMMY_API_KEY}"
+    )
+    logger.info("%s", line)
+    if on_ready is not None:
+        on_ready(line)
+    server = uvicorn.Server(_config(app, host, actual))
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory) as runner:
+            runner.run(server.serve(sockets=[sock]))
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        pass
+    finally:
+        sock.close()
