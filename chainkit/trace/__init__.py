@@ -1,0 +1,51 @@
+"""Trace records: the one schema capture handlers write and every reader reads.
+
+>>> from chainkit.trace import Trace
+>>> trace = Trace("run.jsonl")        # appended line by line as records happen
+>>> trace = Trace.load("run.jsonl")   # read back (a partial last line is skipped)
+>>> trace.runs, trace.events, trace.summary()
+
+See :mod:`chainkit.trace._records` for the record types and the file format.
+"""
+
+from __future__ import annotations
+
+from chainkit.trace._records import (
+    SCHEMA_VERSION,
+    Chunk,
+    CustomEvent,
+    Event,
+    Record,
+    Retry,
+    RunEnded,
+    RunFailed,
+    RunKind,
+    RunStarted,
+    TraceHeader,
+)
+from chainkit.trace._run import ErrorInfo, Percentiles, Run
+from chainkit.trace._serialize import DEFAULT_MAX_CHARS, message_text, to_jsonable
+from chainkit.trace._trace import Trace, TraceSummary, error_info
+
+__all__ = [
+    "DEFAULT_MAX_CHARS",
+    "SCHEMA_VERSION",
+    "Chunk",
+    "CustomEvent",
+    "ErrorInfo",
+    "Event",
+    "Percentiles",
+    "Record",
+    "Retry",
+    "Run",
+    "RunEnded",
+    "RunFailed",
+    "RunKind",
+    "RunStarted",
+    "Trace",
+    "TraceHeader",
+    "TraceSummary",
+    "error_info",
+    "message_text",
+    "to_jsonable",
+]

@@ -1,0 +1,91 @@
+"""HTML for a :class:`~chainkit.trace.Trace` in Jupyter: a summary table and the run tree."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import TYPE_CHECKING
+
+from chainkit.trace._run import Percentiles, Run
+
+if TYPE_CHECKING:
+    from chainkit.trace._trace import Trace
+
+__all__ = ["trace_html"]
+
+MAX_RUNS = 300
+PREVIEW = 120
+
+_STYLE = (
+    "<style>.ck-trace{font-family:ui-monospace,monospace;font-size:12px}"
+    ".ck-trace table{border-collapse:collapse;margin-bottom:6px}"
+    ".ck-trace td,.ck-trace th{border:1px solid #ccc;padding:2px 6px;text-align:left}"
+    ".ck-trace ul{list-style:none;padding-left:16px;margin:0}"
+    ".ck-trace .err{color:#b00}.ck-trace .dim{color:#777}</style>"
+)
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value * 1000:.0f} ms"
+
+
+def _pct(p: Percentiles) -> str:
+    return escape(str(p))
+
+
+def _run_line(run: Run) -> str:
+    bits = [f"<b>{escape(run.name)}</b> <span class='dim'>{escape(run.kind)}</span>"]
+    if run.latency is not None:
+        bits.append(_ms(run.latency))
+    if run.ttft is not None:
+        bits.append(f"ttft {_ms(run.ttft)}")
+    if run.chunks:
+        bits.append(f"{len(run.chunks)} chunks")
+    if run.usage and run.usage.get("total_tokens") is not None:
+        bits.append(f"{run.usage['total_tokens']} tokens")
+    if run.retries:
+        bits.append(f"{run.retries} retries")
+    if run.error is not None:
+        bits.append(f"<span class='err'>{escape(str(run.error))}</span>")
+    elif run.end is None:
+        bits.append("<span class='dim'>running</span>")
+    text = run.text if run.is_model else ""
+    if text:
+        preview = text if len(text) <= PREVIEW else text[:PREVIEW] + "…"
+        bits.append(f"<span class='dim'>{escape(preview)!r}</span>")
+    return " · ".join(bits)
+
+
+def _tree(run: Run, budget: list[int]) -> str:
+    if budget[0] <= 0:
+        return ""
+    budget[0] -= 1
+    children = "".join(_tree(child, budget) for child in run.children)
+    inner = f"<ul>{children}</ul>" if children else ""
+    return f"<li>{_run_line(run)}{inner}</li>"
+
+
+def trace_html(trace: Trace) -> str:
+    """A readable summary table and the run tree of ``trace``."""
+    summary = trace.summary()
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary.by_kind.items())) or "none"
+    tokens = summary.usage.get("total_tokens")
+    rows = [
+        ("calls", str(summary.calls)),
+        ("runs", f"{summary.runs} ({kinds})"),
+        ("chunks", str(summary.chunks)),
+        ("errors", f"{summary.errors} calls, {summary.failed_runs} runs"),
+        ("retries", str(summary.retries)),
+        ("tokens", "-" if tokens is None else str(tokens)),
+        ("latency", _pct(summary.latency)),
+        ("time to first chunk", _pct(summary.ttft)),
+        ("events", str(summary.events)),
+    ]
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    budget = [MAX_RUNS]
+    tree = "".join(_tree(root, budget) for root in trace.roots)
+    more = "" if budget[0] > 0 else f"<p class='dim'>(first {MAX_RUNS} runs shown)</p>"
+    where = f"<p class='dim'>{escape(str(trace.path))}</p>" if trace.path else ""
+    return (
+        f"{_STYLE}<div class='ck-trace'><b>Trace</b>{where}<table>{table}</table>"
+        f"<ul>{tree}</ul>{more}</div>"
+    )

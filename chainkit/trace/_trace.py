@@ -1,0 +1,609 @@
+"""The :class:`Trace`: an ordered list of records, in memory and optionally on disk."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import orjson
+from pydantic import ValidationError
+
+from chainkit.errors import TraceError, redact
+from chainkit.trace._records import (
+    SCHEMA_VERSION,
+    Chunk,
+    CustomEvent,
+    Event,
+    Record,
+    RecordAdapter,
+    Retry,
+    RunEnded,
+    RunFailed,
+    RunStarted,
+    TraceHeader,
+)
+from chainkit.trace._run import ErrorInfo, Percentiles, Run
+from chainkit.trace._serialize import DEFAULT_MAX_CHARS, to_jsonable, truncate
+
+__all__ = ["Trace", "TraceSummary"]
+
+log = logging.getLogger(__name__)
+
+_EVENT_KEYS = ("event", "name", "run_id", "parent_ids", "tags", "metadata", "data")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """Counts and percentiles over a trace; ``str()`` gives one line."""
+
+    runs: int
+    calls: int
+    by_kind: dict[str, int]
+    chunks: int
+    errors: int
+    failed_runs: int
+    retries: int
+    events: int
+    latency: Percentiles
+    ttft: Percentiles
+    model_ttft: Percentiles
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        tokens = self.usage.get("total_tokens")
+        return (
+            f"{self.calls} calls, {self.runs} runs, {self.chunks} chunks, "
+            f"{self.errors} errors, {self.retries} retries, "
+            f"{tokens if tokens is not None else '-'} tokens; "
+            f"latency {self.latency}; ttft {self.ttft}"
+        )
+
+
+class Trace:
+    """An ordered list of trace records, with the runs and events they describe.
+
+    ``Trace()`` keeps records in memory. ``Trace(path)`` also appends each record
+    to a JSON Lines file as it happens, one ``write`` of one whole line, so a
+    crash loses at most the line being written; a header line with the schema
+    version starts each writing session. :meth:`load` reads such a file back.
+
+    Handlers write through :meth:`run_started`, :meth:`chunk`, :meth:`run_ended`,
+    :meth:`run_failed`, :meth:`retry`, :meth:`custom_event` and :meth:`event`;
+    readers use :attr:`runs`, :attr:`roots`, :attr:`events`, :attr:`records`,
+    :meth:`get` and :meth:`summary`. All methods are thread-safe.
+
+    Inputs, outputs and event data are stored as plain JSON, strings cut to
+    ``max_chars`` (0 keeps everything) and secrets masked. Chunk texts are never
+    cut. In memory, :attr:`events` keeps the event dicts as they were produced
+    (LangChain objects in ``data``); the file and :attr:`records` hold their JSON form.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, max_chars: int = DEFAULT_MAX_CHARS
+    ) -> None:
+        self.max_chars = max_chars
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.Lock()
+        # Entries are Records, or ("c", run, t, text) chunks and ("e", event) events
+        # kept raw and turned into records only when someone reads `records`.
+        self._log: list[Any] = []
+        self._runs: dict[str, Run] = {}
+        self._live: dict[UUID, Run] = {}
+        self._run_list: list[Run] = []
+        self._waiting: dict[str, list[Run]] = {}  # parent id -> children seen before it
+        self._events: list[dict[str, Any]] = []
+        self.headers: list[TraceHeader] = []
+        self._fd: int | None = None
+        header = TraceHeader(
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            clock_origin=time.perf_counter(),
+            wall_origin=time.time(),
+            chainkit_version=_version(),
+        )
+        self._log.append(header)
+        self.headers.append(header)
+        if self.path is not None:
+            self._open(self.path)
+            self._write(header.model_dump())
+
+    # ------------------------------------------------------------------ file
+
+    def _open(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise TraceError(
+                f"cannot write trace file {path}: {exc.strerror}; check the path"
+            ) from exc
+        self._fd = fd
+        # A raw descriptor: closed when the Trace is collected, nothing buffered to lose.
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+    def _write(self, data: Mapping[str, Any]) -> None:
+        if self._fd is None:
+            return
+        line = redact(orjson.dumps(data, default=_json_default).decode()) + "\n"
+        os.write(self._fd, line.encode())
+
+    def close(self) -> None:
+        """Stop writing to the file (records already written stay); idempotent."""
+        with self._lock:
+            if self._fd is not None:
+                self._finalizer()
+                self._fd = None
+
+    def __enter__(self) -> Trace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- writing
+
+    def run_started(
+        self,
+        run_id: UUID | str,
+        *,
+        name: str,
+        kind: str,
+        parent_run_id: UUID | str | None = None,
+        tags: list[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        inputs: Any = None,
+        t: float | None = None,
+    ) -> Run:
+        """Record that a run started; returns its :class:`Run`."""
+        record = RunStarted(
+            t=time.perf_counter() if t is None else t,
+            run_id=str(run_id),
+            parent_run_id=str(parent_run_id) if parent_run_id is not None else None,
+            name=name,
+            kind=kind,
+            tags=list(tags or ()),
+            metadata=to_jsonable(dict(metadata or {}), self.max_chars),
+            inputs=to_jsonable(inputs, self.max_chars),
+        )
+        with self._lock:
+            run = self._apply_start(record)
+            if isinstance(run_id, UUID):
+                self._live[run_id] = run
+            self._log.append(record)
+            self._write(record.model_dump())
+        return run
+
+    def chunk(self, run_id: UUID | str, t: float, text: str) -> None:
+        """Record a chunk of a model run (the hot path: no validation, no copies)."""
+        with self._lock:
+            run = self._live.get(run_id) if isinstance(run_id, UUID) else None
+            if run is None:
+                run = self._run_for(run_id, "llm")
+            run.chunks.append((t, text))
+            self._log.append(("c", run, t, text))
+            if self._fd is not None:
+                self._write({"type": "chunk", "t": t, "run_id": run.run_id, "text": text})
+
+    def run_ended(
+        self,
+        run_id: UUID | str,
+        *,
+        outputs: Any = None,
+        inputs: Any = None,
+        usage: Mapping[str, Any] | None = None,
+        text: str | None = None,
+        t: float | None = None,
+    ) -> Run:
+        """Record that a run finished.
+
+        ``text``: the final text of a run that streamed nothing; ``inputs``: the
+        inputs, when the start did not know them (streamed chains).
+        """
+        t = time.perf_counter() if t is None else t
+        with self._lock:
+            run = self._run_for(run_id, "chain")
+            record = RunEnded(
+                t=t,
+                run_id=run.run_id,
+                outputs=to_jsonable(outputs, self.max_chars),
+                inputs=to_jsonable(inputs, self.max_chars) if inputs is not None else None,
+                usage=to_jsonable(dict(usage), 0) if usage else None,
+                latency=None if run.start is None else t - run.start,
+                chunks=len(run.chunks),
+                text=truncate(text, self.max_chars)
+                if text is not None and not run.chunks
+                else None,
+            )
+            self._apply(record)
+            record.ttft = run.ttft
+            self._log.append(record)
+            self._write(record.model_dump())
+        return run
+
+    def run_failed(
+        self,
+        run_id: UUID | str,
+        error: BaseException | ErrorInfo,
+        *,
+        partial_text: str | None = None,
+        t: float | None = None,
+    ) -> Run:
+        """Record that a run raised; its chunks so far are kept as the partial text."""
+        t = time.perf_counter() if t is None else t
+        info = error if isinstance(error, ErrorInfo) else error_info(error)
+        with self._lock:
+            run = self._run_for(run_id, "chain")
+            partial = run.text if run.chunks or partial_text is None else partial_text
+            record = RunFailed(
+                t=t,
+                run_id=run.run_id,
+                error_type=info.type,
+                message=info.message,
+                partial_text=truncate(partial, self.max_chars) if not run.chunks else "",
+                latency=None if run.start is None else t - run.start,
+                ttft=run.ttft,
+                chunks=len(run.chunks),
+            )
+            self._apply(record)
+            self._log.append(record)
+            self._write(record.model_dump())
+        return run
+
+    def retry(
+        self,
+        run_id: UUID | str,
+        *,
+        attempt: int | None = None,
+        error: BaseException | None = None,
+        wait: float | None = None,
+        t: float | None = None,
+    ) -> None:
+        """Record that a run is being retried after ``error``."""
+        info = error_info(error) if error is not None else None
+        record = Retry(
+            t=time.perf_counter() if t is None else t,
+            run_id=str(run_id),
+            attempt=attempt,
+            error_type=info.type if info else None,
+            message=info.message if info else None,
+            wait=wait,
+        )
+        self.append(record)
+
+    def custom_event(
+        self,
+        run_id: UUID | str,
+        name: str,
+        data: Any,
+        *,
+        tags: list[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        t: float | None = None,
+    ) -> None:
+        """Record a custom event dispatched inside a run."""
+        self.append(
+            CustomEvent(
+                t=time.perf_counter() if t is None else t,
+                run_id=str(run_id),
+                name=name,
+                data=to_jsonable(data, self.max_chars),
+                tags=list(tags or ()),
+                metadata=to_jsonable(dict(metadata or {}), self.max_chars),
+            )
+        )
+
+    def event(self, event: dict[str, Any]) -> None:
+        """Record an astream_events-style event dict (it must carry its time as ``t``).
+
+        The dict is kept as is in :attr:`events`; its JSON form goes to the file.
+        """
+        with self._lock:
+            self._events.append(event)
+            self._log.append(("e", event))
+            if self._fd is not None:
+                self._write(self._event_record(event))
+
+    def append(self, record: Record) -> None:
+        """Add a record made elsewhere (a reader merging traces, a custom handler)."""
+        with self._lock:
+            self._apply(record)
+            if isinstance(record, Event):
+                event = record.as_event()
+                self._events.append(event)
+                self._log.append(("e", event))
+            elif isinstance(record, Chunk):
+                run = self._runs[record.run_id]
+                self._log.append(("c", run, record.t, record.text))
+            else:
+                self._log.append(record)
+            self._write(record.model_dump())
+
+    # ------------------------------------------------------------- folding
+
+    def _run_for(self, run_id: UUID | str, kind: str) -> Run:
+        """The run with this id; a placeholder if its start was never seen."""
+        key = str(run_id)
+        run = self._runs.get(key)
+        if run is None:
+            log.debug("trace: record for run %s whose start was not seen", key)
+            run = Run(run_id=key, name="unknown", kind=kind)
+            self._runs[key] = run
+            self._run_list.append(run)
+            if isinstance(run_id, UUID):
+                self._live[run_id] = run
+        return run
+
+    def _apply_start(self, record: RunStarted) -> Run:
+        run = self._runs.get(record.run_id)
+        if run is None:
+            run = Run(run_id=record.run_id, name=record.name, kind=record.kind)
+            self._runs[record.run_id] = run
+            self._run_list.append(run)
+        else:  # a placeholder made by an early chunk or end
+            run.name, run.kind = record.name, record.kind
+        run.parent_run_id = record.parent_run_id
+        run.tags = record.tags
+        run.metadata = record.metadata
+        run.inputs = record.inputs
+        run.start = record.t
+        if record.parent_run_id is not None:
+            parent = self._runs.get(record.parent_run_id)
+            if parent is not None:
+                parent.children.append(run)
+            else:
+                self._waiting.setdefault(record.parent_run_id, []).append(run)
+        run.children.extend(self._waiting.pop(record.run_id, ()))
+        return run
+
+    def _apply(self, record: Any) -> Run | None:
+        """Fold a record into the run index (caller holds the lock)."""
+        if isinstance(record, RunStarted):
+            return self._apply_start(record)
+        if isinstance(record, Chunk):
+            run = self._run_for(record.run_id, "llm")
+            run.chunks.append((record.t, record.text))
+            return run
+        if isinstance(record, RunEnded):
+            run = self._run_for(record.run_id, "chain")
+            run.end = record.t
+            run.outputs = record.outputs
+            if record.inputs is not None:
+                run.inputs = record.inputs
+            if record.usage:
+                run.usage = record.usage
+            if record.text is not None:
+                run.final_text = record.text
+            elif not run.chunks and isinstance(record.outputs, str):
+                run.final_text = record.outputs
+            return run
+        if isinstance(record, RunFailed):
+            run = self._run_for(record.run_id, "chain")
+            run.end = record.t
+            run.error = ErrorInfo(record.error_type, record.message)
+            if record.partial_text and not run.chunks:
+                run.final_text = record.partial_text
+            return run
+        if isinstance(record, Retry):
+            run = self._run_for(record.run_id, "chain")
+            run.retries += 1
+            return run
+        if isinstance(record, TraceHeader):
+            self.headers.append(record)
+        return None
+
+    def _event_record(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "event", "t": event.get("t", 0.0)}
+        for key in _EVENT_KEYS:
+            value = event.get(key)
+            if key in ("parent_ids", "tags"):
+                out[key] = list(value or ())
+            elif key == "metadata":
+                out[key] = to_jsonable(dict(value or {}), self.max_chars)
+            elif key == "data":
+                out[key] = to_jsonable(value if value is not None else {}, self.max_chars)
+            else:
+                out[key] = str(value) if value is not None else ""
+        return out
+
+    # --------------------------------------------------------------- reading
+
+    @property
+    def records(self) -> list[Record]:
+        """Every record in order (the header first), as pydantic models."""
+        with self._lock:
+            for i, entry in enumerate(self._log):
+                if isinstance(entry, tuple):
+                    if entry[0] == "c":
+                        _, run, t, text = entry
+                        self._log[i] = Chunk(t=t, run_id=run.run_id, text=text)
+                    else:
+                        self._log[i] = Event.model_validate(self._event_record(entry[1]))
+            return list(self._log)
+
+    @property
+    def runs(self) -> list[Run]:
+        """Every run in the order it started."""
+        with self._lock:
+            return list(self._run_list)
+
+    @property
+    def roots(self) -> list[Run]:
+        """The top-level runs: those whose parent is not in this trace."""
+        with self._lock:
+            return [
+                r
+                for r in self._run_list
+                if r.parent_run_id is None or r.parent_run_id not in self._runs
+            ]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The recorded events: dicts in the astream_events schema, plus ``t``."""
+        with self._lock:
+            return list(self._events)
+
+    def get(self, run_id: UUID | str) -> Run | None:
+        """The run with this id (as passed in ``config={"run_id": ...}``), or None."""
+        return self._runs.get(str(run_id))
+
+    def __getitem__(self, run_id: UUID | str) -> Run:
+        run = self.get(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        return run
+
+    def __len__(self) -> int:
+        return len(self._log)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records)
+
+    def summary(self) -> TraceSummary:
+        """Runs, chunks, errors, and latency / time-to-first-chunk percentiles."""
+        runs = self.runs
+        roots = self.roots
+        by_kind: dict[str, int] = {}
+        for run in runs:
+            by_kind[run.kind] = by_kind.get(run.kind, 0) + 1
+        usage: dict[str, int] = {}
+        for run in runs:
+            if run.is_model:
+                for key, value in (run.usage or {}).items():
+                    if key in ("input_tokens", "output_tokens", "total_tokens") and isinstance(
+                        value, int
+                    ):
+                        usage[key] = usage.get(key, 0) + value
+        return TraceSummary(
+            runs=len(runs),
+            calls=len(roots),
+            by_kind=by_kind,
+            chunks=sum(1 for run in runs for _, text in run.chunks if text),
+            errors=sum(1 for run in roots if run.error is not None),
+            failed_runs=sum(1 for run in runs if run.error is not None),
+            retries=sum(run.retries for run in runs),
+            events=len(self._events),
+            latency=Percentiles.of([x for run in roots if (x := run.latency) is not None]),
+            ttft=Percentiles.of([x for run in roots if (x := run.ttft) is not None]),
+            model_ttft=Percentiles.of(
+                [x for run in runs if run.is_model and (x := run.ttft) is not None]
+            ),
+            usage=usage,
+        )
+
+    def _repr_html_(self) -> str:
+        from chainkit.trace._html import trace_html
+
+        return trace_html(self)
+
+    def __repr__(self) -> str:
+        where = f" {self.path}" if self.path else ""
+        return f"<Trace{where}: {self.summary()}>"
+
+    # ----------------------------------------------------------- files
+
+    def lines(self) -> Iterator[bytes]:
+        """The trace as JSON Lines (each line ends with a newline), secrets masked."""
+        for record in self.records:
+            line = orjson.dumps(record.model_dump(), default=_json_default).decode()
+            yield (redact(line) + "\n").encode()
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the whole trace to a new JSON Lines file; returns its path."""
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as fh:
+                fh.writelines(self.lines())
+        except OSError as exc:
+            raise TraceError(
+                f"cannot write trace file {target}: {exc.strerror}; check the path"
+            ) from exc
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, max_chars: int = DEFAULT_MAX_CHARS) -> Trace:
+        """Read a JSON Lines trace. A partial last line (a crash mid-write) is skipped."""
+        source = Path(path)
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            raise TraceError(f"cannot read trace file {source}: {exc.strerror}") from exc
+        trace = cls(max_chars=max_chars)
+        trace._log.clear()
+        trace.headers.clear()
+        lines = data.split(b"\n")
+        complete = data.endswith(b"\n")
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            last = number == len(lines)
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if last and not complete:
+                    log.warning(
+                        "trace %s: skipped a partial last line (%d bytes)", source, len(raw)
+                    )
+                    break
+                raise TraceError(f"trace file {source} line {number} is not JSON: {exc}") from exc
+            if not isinstance(obj, dict):
+                raise TraceError(f"trace file {source} line {number} is not a JSON object")
+            kind = obj.get("type")
+            if kind == "trace" and int(obj.get("schema_version", 0)) > SCHEMA_VERSION:
+                raise TraceError(
+                    f"trace file {source} has schema version {obj.get('schema_version')}, "
+                    f"newer than this chainkit reads ({SCHEMA_VERSION}); upgrade chainkit"
+                )
+            try:
+                record = RecordAdapter.validate_python(obj)
+            except ValidationError as exc:
+                if kind not in _KNOWN_TYPES:
+                    log.debug(
+                        "trace %s line %d: unknown record type %r skipped", source, number, kind
+                    )
+                    continue
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"][1:]) or "record"
+                raise TraceError(
+                    f"trace file {source} line {number}: {kind} record field {where}: "
+                    f"{first['msg']}"
+                ) from exc
+            trace._append_loaded(record)
+        if not trace.headers:
+            log.debug("trace %s has no header line", source)
+        return trace
+
+    def _append_loaded(self, record: Record) -> None:
+        with self._lock:
+            self._apply(record)
+            if isinstance(record, Event):
+                self._events.append(record.as_event())
+            self._log.append(record)
+
+
+_KNOWN_TYPES = {"trace", "run_start", "chunk", "run_end", "run_error", "retry", "custom", "event"}
+
+
+def error_info(error: BaseException) -> ErrorInfo:
+    """The type name and redacted one-line message of an exception."""
+    message = str(error).strip()
+    first = message.splitlines()[0] if message else ""
+    return ErrorInfo(type(error).__name__, redact(truncate(first, 2000)))
+
+
+def _json_default(value: Any) -> Any:
+    return to_jsonable(value)
+
+
+def _version() -> str:
+    from chainkit import __version__
+
+    return __version__
