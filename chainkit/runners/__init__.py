@@ -1,0 +1,47 @@
+"""Run a chain over many inputs: concurrently, within limits, with nothing lost.
+
+>>> from chainkit.runners import run_batch
+>>> report = await run_batch(chain, "inputs.jsonl", output="out.jsonl", max_concurrency=8)
+>>> print(report)
+
+- :func:`run_batch` (async), :func:`run_batch_sync` (sync, also inside Jupyter),
+  :func:`iter_results` (an async iterator of records as they are written);
+- every input yields exactly one :class:`ResultRecord` (output or error);
+- rate limits (``rpm``, ``tpm``), one retry layer (transient errors only,
+  backoff with full jitter, ``Retry-After`` honoured), per-attempt timeout;
+- a resumable JSONL output (``resume=True``), a progress bar, a :class:`BatchReport`.
+"""
+
+from __future__ import annotations
+
+from chainkit.runners._output import read_header, read_results
+from chainkit.runners._progress import ProgressSink, Snapshot
+from chainkit.runners._records import ErrorInfo, ResultRecord, ResultsHeader, Usage
+from chainkit.runners._report import BatchReport
+from chainkit.runners._retry import RetryPolicy, classify_error
+from chainkit.runners._runner import (
+    STRATEGIES,
+    ResultStream,
+    iter_results,
+    run_batch,
+    run_batch_sync,
+)
+
+__all__ = [
+    "STRATEGIES",
+    "BatchReport",
+    "ErrorInfo",
+    "ProgressSink",
+    "ResultRecord",
+    "ResultStream",
+    "ResultsHeader",
+    "RetryPolicy",
+    "Snapshot",
+    "Usage",
+    "classify_error",
+    "iter_results",
+    "read_header",
+    "read_results",
+    "run_batch",
+    "run_batch_sync",
+]

@@ -1,0 +1,248 @@
+"""The runner's retry layer: which errors are transient, and how long to wait.
+
+One retry layer at a time: the runner's. Model clients found in a chain get
+``max_retries=0`` (see :mod:`chainkit.runners._prepare`), and a chain's own
+``with_retry`` is folded into this policy, so an item never makes more than
+``retries + 1`` attempts.
+
+Transient (retried): HTTP 408, 409, 429 and 5xx; timeouts (the SDK's, httpx's
+and the runner's own per-attempt timeout); connection errors and streams cut
+mid-way (``httpx.RemoteProtocolError`` and friends); LangChain ``ModelError``
+subclasses whose ``is_retryable`` is true. Everything else (400, 401, 403,
+404, 422, context length, missing variables, parser failures, validation
+errors, plain bugs) fails the item at once.
+
+The wait before attempt ``n + 1`` is exponential backoff with *full jitter*
+(``uniform(0, min(backoff_max, backoff_base * 2**(n-1)))``), except when the
+server said how long to wait (``retry-after-ms`` or ``Retry-After``, capped
+at ``max_retry_after``): then that, plus up to 10% jitter so that items told
+the same thing do not come back in lockstep.
+
+This is implemented with tenacity (``AsyncRetrying`` with a custom ``wait``
+and ``retry``), the library the second seed used for the same job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from tenacity import RetryCallState
+
+__all__ = [
+    "AttemptTimeoutError",
+    "ErrorKind",
+    "RetryPolicy",
+    "classify_error",
+    "describe_error",
+    "error_status",
+    "parse_retry_after",
+]
+
+TRANSIENT_STATUSES = frozenset({408, 409, 429})
+
+
+class AttemptTimeoutError(TimeoutError):
+    """One attempt of an item took longer than the runner's ``timeout``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"attempt timed out after {seconds:g} s")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    """What the runner needs to know about one failed attempt."""
+
+    transient: bool
+    status: int | None = None
+    retry_after: float | None = None
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.status == 429
+
+
+def error_status(exc: BaseException) -> int | None:
+    """The HTTP status carried by ``exc`` (openai, httpx, LangChain or duck-typed), if any."""
+    for attr in ("status_code", "status", "http_status"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and 100 <= value <= 599:
+            return value
+    response = getattr(exc, "response", None)
+    value = getattr(response, "status_code", None)
+    if isinstance(value, int) and 100 <= value <= 599:
+        return value
+    return None
+
+
+def _headers(exc: BaseException) -> Mapping[str, str] | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        headers = getattr(exc, "headers", None)
+    return headers if isinstance(headers, Mapping) else None
+
+
+def parse_retry_after(
+    headers: Mapping[str, str] | None, *, now: float | None = None
+) -> float | None:
+    """Seconds to wait according to ``retry-after-ms`` or ``Retry-After`` (seconds or a date)."""
+    if not headers:
+        return None
+    lower = {k.lower(): v for k, v in headers.items()}
+    raw_ms = lower.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            value = float(raw_ms) / 1000.0
+        except ValueError:
+            value = -1.0
+        if value >= 0 and not math.isnan(value):
+            return value
+    raw = lower.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(raw) if raw else None
+        if parsed is None:
+            return None
+        current = time.time() if now is None else now
+        return max(0.0, parsed.timestamp() - current)
+    return value if value >= 0 and not math.isnan(value) else None
+
+
+def _is_transient_type(exc: BaseException) -> bool | None:
+    """True/False when the exception's type decides; None to fall back to its status."""
+    if isinstance(exc, AttemptTimeoutError | asyncio.TimeoutError | TimeoutError):
+        return True
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - openai is a dependency
+        openai = None  # type: ignore[assignment]
+    if openai is not None:
+        if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+            return True
+        if isinstance(exc, openai.APIStatusError):
+            return None  # decided by status below
+        if isinstance(exc, openai.APIError) and not isinstance(
+            exc, openai.APIResponseValidationError
+        ):
+            # An error event inside an SSE stream, or a body the SDK could not
+            # read: the server failed mid-answer.
+            return "context_length" not in str(exc).lower()
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a dependency
+        httpx = None  # type: ignore[assignment]
+    if httpx is not None:
+        if isinstance(exc, httpx.TransportError):  # timeouts, connect/read errors, cut streams
+            return True
+        if isinstance(exc, httpx.HTTPStatusError):
+            return None
+    try:
+        from langchain_core.exceptions import ContextOverflowError, ModelError
+    except ImportError:  # pragma: no cover
+        ModelError = ContextOverflowError = None  # type: ignore[assignment,misc]  # noqa: N806
+    if ModelError is not None and isinstance(exc, ModelError):
+        if ContextOverflowError is not None and isinstance(exc, ContextOverflowError):
+            return False
+        if error_status(exc) is None:
+            return bool(getattr(exc, "is_retryable", False))
+        return None
+    if isinstance(exc, ConnectionError):  # ConnectionResetError, BrokenPipeError, ...
+        return True
+    return None
+
+
+def classify_error(exc: BaseException) -> ErrorKind:
+    """Decide whether ``exc`` is worth another attempt, with its status and Retry-After."""
+    status = error_status(exc)
+    retry_after = parse_retry_after(_headers(exc))
+    by_type = _is_transient_type(exc)
+    if by_type is not None:
+        transient = by_type
+    elif status is not None:
+        transient = status in TRANSIENT_STATUSES or status >= 500
+    else:
+        transient = False
+    return ErrorKind(transient=transient, status=status, retry_after=retry_after)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How the runner retries one item.
+
+    ``attempts`` counts the first call (``retries=3`` means up to 4 attempts).
+    ``extra_retry_on`` holds exception types that a chain's own ``with_retry``
+    asked for explicitly; they are retried even though they are not transient.
+    """
+
+    attempts: int = 4
+    backoff_base: float = 0.5
+    backoff_max: float = 20.0
+    max_retry_after: float = 60.0
+    extra_retry_on: tuple[type[BaseException], ...] = ()
+    extra_retry_if: Callable[[BaseException], bool] | None = field(default=None, compare=False)
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def should_retry(self, exc: BaseException) -> bool:
+        if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, SystemExit
+            return False
+        if classify_error(exc).transient:
+            return True
+        if self.extra_retry_on and isinstance(exc, self.extra_retry_on):
+            return True
+        return bool(self.extra_retry_if is not None and self.extra_retry_if(exc))
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**(attempt-1))]."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempt - 1)))
+        return self.rng.uniform(0.0, ceiling)
+
+    def server_wait(self, exc: BaseException) -> float | None:
+        """The server's Retry-After for ``exc``, capped, or None when it gave none."""
+        retry_after = classify_error(exc).retry_after
+        if retry_after is None:
+            return None
+        return min(retry_after, self.max_retry_after)
+
+    def wait_for(self, attempt: int, exc: BaseException | None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        if exc is not None:
+            server = self.server_wait(exc)
+            if server is not None:
+                return server + self.rng.uniform(0.0, 0.1 * server)
+        return self.backoff(attempt)
+
+    def tenacity_wait(self, retry_state: RetryCallState) -> float:
+        """A tenacity ``wait`` callable honouring Retry-After, else full-jitter backoff."""
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        return self.wait_for(retry_state.attempt_number, exc)
+
+    def tenacity_retry(self, retry_state: RetryCallState) -> bool:
+        """A tenacity ``retry`` callable: only transient (or explicitly requested) errors."""
+        outcome = retry_state.outcome
+        if outcome is None or not outcome.failed:
+            return False
+        exc = outcome.exception()
+        return exc is not None and self.should_retry(exc)
+
+
+def describe_error(exc: BaseException) -> tuple[str, str]:
+    """``(type, message)`` for an error record: the class name and a one-line message."""
+    message = getattr(exc, "message", None)
+    if not isinstance(message, str) or not message:
+        message = str(exc)
+    message = " ".join(message.split())
+    if not message:
+        message = type(exc).__name__
+    return type(exc).__name__, message[:500]
