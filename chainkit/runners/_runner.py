@@ -210,6 +210,8 @@ class _Batch:
         self._emit_lock = asyncio.Lock()
         self._sink: Sink | None = None
         self.keep_results = True
+        self._main: asyncio.Task[Any] | None = None
+        self._stopping = False
         self._t0 = time.monotonic()
 
     # ------------------------------------------------------------------ run
@@ -217,6 +219,7 @@ class _Batch:
     async def run(self, sink: Sink | None = None) -> BatchReport:
         self._sink = sink
         self._t0 = time.monotonic()
+        self._main = asyncio.current_task()
         total = known_total(self.inputs)  # also: a missing input file fails here, before output
         self._open_output()
         self.report.total = total
@@ -236,6 +239,7 @@ class _Batch:
                 await self._run_fixed()
             finished = True
         except BaseException as exc:
+            self._stopping = True
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                 self.report.cancelled = True
             await self._shutdown(exc)
@@ -419,10 +423,12 @@ class _Batch:
             if not self._skip(item):
                 yield item
 
-    def _spawn(self, item: InputItem) -> asyncio.Task[None]:
+    def _spawn(self, item: InputItem, first: _FirstAttempt | None = None) -> asyncio.Task[None]:
         seq = self._seq
         self._seq += 1
-        task = asyncio.create_task(self._run_item(item, seq), name=f"chainkit-item-{item.index}")
+        task = asyncio.create_task(
+            self._run_item(item, seq, first), name=f"chainkit-item-{item.index}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -471,7 +477,7 @@ class _Batch:
         if self.strategy == "abatch":
             firsts = await self._abatch_first_attempts(batch)
             for item, first in zip(batch, firsts, strict=True):
-                self._spawn_with_first(item, first)
+                self._spawn(item, first)
         else:
             for item in batch:
                 self._spawn(item)
@@ -488,29 +494,21 @@ class _Batch:
 
     # ------------------------------------------------------------------ one item
 
-    async def _run_item(self, item: InputItem, seq: int) -> None:
+    async def _run_item(
+        self, item: InputItem, seq: int, first: _FirstAttempt | None = None
+    ) -> None:
         self._active += 1
         try:
-            record = await self._process(item)
+            record = await self._process(item, first=first)
+        except asyncio.CancelledError:
+            # Raised inside the chain, not by a stop of ours: it cancels the whole
+            # batch (never swallowed, never turned into an error record).
+            if not self._stopping and self._main is not None and not self._main.done():
+                self._main.cancel()
+            raise
         finally:
             self._active -= 1
         await self._deliver(seq, record)
-
-    def _spawn_with_first(self, item: InputItem, first: _FirstAttempt) -> None:
-        seq = self._seq
-        self._seq += 1
-
-        async def run() -> None:
-            self._active += 1
-            try:
-                record = await self._process(item, first=first)
-            finally:
-                self._active -= 1
-            await self._deliver(seq, record)
-
-        task = asyncio.create_task(run(), name=f"chainkit-item-{item.index}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _precheck(self, item: InputItem) -> BaseException | None:
         if item.problem is not None:
@@ -519,10 +517,15 @@ class _Batch:
         if required and isinstance(item.value, dict):
             missing = required.difference(item.value)
             if missing:
-                where = f"line {item.line}: " if item.line is not None else ""
                 error = MissingVariableError(self.report.chain, missing, given=item.value.keys())
-                if where:
-                    error.args = (where + str(error),)
+                names = ", ".join(repr(m) for m in sorted(missing))
+                where = f"line {item.line}: " if item.line is not None else ""
+                given = ", ".join(sorted(map(str, item.value))) or "none"
+                message = (
+                    f"{where}chain {self.report.chain!r} needs input variable(s) {names} "
+                    f"(got: {given}); add it to the input"
+                )
+                error.args = (message,)
                 return error
         return None
 
@@ -535,7 +538,7 @@ class _Batch:
         attempts = 0
         state = _AttemptState()
         try:
-            if first is not None:
+            if first is not None and not first.skipped:
                 attempts = 1
                 if first.error is None:
                     state.output, state.usage = first.output, first.usage
@@ -648,10 +651,10 @@ class _Batch:
 
     async def _abatch_first_attempts(self, batch: list[InputItem]) -> list[_FirstAttempt]:
         """First attempts of a fixed batch through ``chain.abatch`` (the ``abatch`` strategy)."""
-        firsts = [_FirstAttempt() for _ in batch]
+        firsts = [_FirstAttempt(skipped=True) for _ in batch]  # prechecks fail in _process
         runnable = [i for i, item in enumerate(batch) if self._precheck(item) is None]
         if not runnable:
-            return [_FirstAttempt(error=None, skipped=True) for _ in batch]
+            return firsts
         handlers = [
             AttemptHandler(
                 self.limits,
@@ -683,10 +686,7 @@ class _Batch:
                 firsts[i] = _FirstAttempt(error=value)
             else:
                 firsts[i] = _FirstAttempt(output=value, usage=handlers[position].usage)
-        for i, item in enumerate(batch):
-            if self._precheck(item) is not None:
-                firsts[i] = _FirstAttempt(skipped=True)
-        return [f if not f.skipped else _FirstAttempt(skipped=True) for f in firsts]
+        return firsts
 
     # ------------------------------------------------------------------ records
 
