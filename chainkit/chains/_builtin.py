@@ -43,7 +43,10 @@ EXTRACT = (
     "(positive, neutral or negative) of the following text.\n\n{text}"
 )
 OUTLINE = "Write an outline of three to five bullet points for a short story about {topic}."
-TITLE = "Write a title for a short story about {topic}. Answer with the title only."
+TITLE = (
+    "Write a title for a short story about {topic} that follows this outline:\n\n{outline}"
+    "\n\nAnswer with the title only."
+)
 STORY_FROM_OUTLINE = "Write a short story about {topic} that follows this outline:\n\n{outline}"
 
 
@@ -103,10 +106,10 @@ def extract(model: ModelArg = None) -> Runnable[dict[str, Any], Extraction]:
 def outline_story(model: ModelArg = None) -> Runnable[dict[str, Any], dict[str, Any]]:
     """A story about ``topic`` in steps, so its event stream has depth.
 
-    1. in parallel: an ``outline`` and a ``title`` (``RunnableParallel`` inside
-       ``RunnablePassthrough.assign``);
-    2. the ``story``, written from the outline;
-    3. its ``word_count``.
+    1. an ``outline`` of the story;
+    2. in parallel, from the outline: the ``story`` and its ``title``
+       (a ``RunnableParallel`` inside ``RunnablePassthrough.assign``);
+    3. the story's ``word_count``.
 
     Returns ``{"topic", "outline", "title", "story", "word_count"}``.
     """
@@ -119,8 +122,8 @@ def outline_story(model: ModelArg = None) -> Runnable[dict[str, Any], dict[str, 
     )
     word_count = RunnableLambda(_word_count, afunc=_aword_count, name="word_count")
     sequence: RunnableSequence[dict[str, Any], dict[str, Any]] = RunnableSequence(
-        RunnablePassthrough.assign(outline=outline, title=title),
-        RunnablePassthrough.assign(story=written),
+        RunnablePassthrough.assign(outline=outline),
+        RunnablePassthrough.assign(story=written, title=title),
         RunnablePassthrough.assign(word_count=word_count),
         name=name,
     )
@@ -131,7 +134,9 @@ def outline_story(model: ModelArg = None) -> Runnable[dict[str, Any], dict[str, 
 
 
 def _word_count(data: dict[str, Any]) -> int:
-    return len(str(data["story"]).split())
+    # .get: when an earlier step fails mid-stream, LangChain may still call this
+    # with what arrived; the stream raises the earlier step's error anyway.
+    return len(str(data.get("story", "")).split())
 
 
 async def _aword_count(data: dict[str, Any]) -> int:
@@ -146,8 +151,8 @@ DESCRIPTIONS = {
     "haiku": "A haiku about {topic}.",
     "summarize": "A summary of {text} in two or three sentences.",
     "extract": "Title, keywords and sentiment of {text}, as structured output (Extraction).",
-    "outline_story": "A story about {topic} in steps: outline and title in parallel, "
-    "then the story, then its word count.",
+    "outline_story": "A story about {topic} in steps: an outline, then the story and its "
+    "title in parallel, then its word count.",
 }
 
 TEMPLATES = {

@@ -55,7 +55,7 @@ from pydantic import (
     model_validator,
 )
 
-from chainkit.errors import ConfigError, SpecError
+from chainkit.errors import ConfigError, SpecError, close_matches
 
 __all__ = [
     "CHAINS_DIR_ENV",
@@ -119,7 +119,7 @@ class OutputSpec(_Strict):
 class ChainSpec(_Strict):
     """A chain spec file, validated. ``name`` defaults to the file's stem."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    name: str
     description: str = ""
     template: Annotated[str, Field(min_length=1)]
     system: str | None = None
@@ -129,11 +129,33 @@ class ChainSpec(_Strict):
     defaults: dict[str, str | int | float | bool] = Field(default_factory=dict)
     output: OutputSpec | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(NAME_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not a valid chain name: use lowercase letters, digits, '-' "
+                f"and '_', starting with a letter (at most 64 characters)"
+            )
+        return value
+
     @field_validator("template_format", mode="before")
     @classmethod
     def _no_jinja2(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("jinja2", "jinja"):
             raise ValueError(_JINJA2_REFUSED)
+        return value
+
+    @field_validator("defaults", mode="before")
+    @classmethod
+    def _scalar_defaults(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(item, (str, int, float, bool)):
+                    raise ValueError(  # noqa: TRY004 - pydantic reports ValueError, not TypeError
+                        f"{key!r} must be a string, a number or a boolean, "
+                        f"got {type(item).__name__}"
+                    )
         return value
 
     @field_validator("model")
@@ -154,15 +176,18 @@ class ChainSpec(_Strict):
         unknown = sorted(set(self.defaults) - set(variables))
         if unknown:
             raise ValueError(
-                f"defaults: {', '.join(map(repr, unknown))} "
+                f"field 'defaults': {', '.join(map(repr, unknown))} "
                 f"{'is' if len(unknown) == 1 else 'are'} not a variable of the template "
                 f"(variables: {', '.join(variables) or 'none'})"
             )
         if self.parser == "structured" and self.output is None:
-            raise ValueError("parser: 'structured' needs an [output] table describing the fields")
+            raise ValueError(
+                "field 'parser': 'structured' needs an [output] table describing the fields"
+            )
         if self.output is not None and self.parser != "structured":
             raise ValueError(
-                f"output: an [output] table needs parser = 'structured', not {self.parser!r}"
+                f"field 'output': an [output] table needs parser = 'structured', "
+                f"not {self.parser!r}"
             )
         return self
 
@@ -176,7 +201,7 @@ class ChainSpec(_Strict):
                 found.update(get_template_variables(text, self.template_format))
             except (ValueError, KeyError, IndexError) as exc:
                 raise ValueError(
-                    f"{where}: not a valid {self.template_format} template: {exc}"
+                    f"field {where!r}: not a valid {self.template_format} template: {exc}"
                 ) from None
         return sorted(found)
 
@@ -206,6 +231,16 @@ def output_model(spec: OutputSpec) -> type[BaseModel]:
     return model
 
 
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The field names allowed where an unknown field ``loc`` was found."""
+    model: type[BaseModel] = ChainSpec
+    if len(loc) == 2 and loc[0] == "output":
+        model = OutputSpec
+    elif len(loc) == 4 and loc[:2] == ("output", "fields"):
+        model = FieldSpec
+    return list(model.model_fields)
+
+
 def _describe(error: Any) -> str:
     """One clause for one pydantic error: ``field X: what is wrong``."""
     loc = ".".join(str(part) for part in error["loc"])
@@ -214,7 +249,10 @@ def _describe(error: Any) -> str:
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if kind == "extra_forbidden":
-        return f"field {loc!r}: unknown field (see the chain spec format in `chainkit.chains`)"
+        allowed = _allowed_fields(error["loc"])
+        hint = close_matches(str(error["loc"][-1]), allowed)
+        did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
+        return f"field {loc!r}: unknown field ({did_you_mean}allowed: {', '.join(allowed)})"
     if kind == "missing":
         return f"field {loc!r}: required, but missing"
     if not loc:  # a whole-spec check: its message already names the field
