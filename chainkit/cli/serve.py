@@ -1,0 +1,88 @@
+"""``chainkit serve``: every chain over HTTP (FastAPI under uvicorn)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from chainkit.cli._app import app
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to bind; a non-loopback one needs a token or --insecure.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8080,
+    chains_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of chain spec files (default: $CHAINKIT_CHAINS_DIR).",
+            file_okay=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model spec (default: $CHAINKIT_MODEL or local)."),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(help="Allow a non-loopback address without CHAINKIT_API_TOKEN."),
+    ] = False,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Largest request body; larger is answered 413.")
+    ] = 1024 * 1024,
+    max_streams: Annotated[
+        int, typer.Option(help="SSE streams open at once; one more is answered 429.")
+    ] = 256,
+    max_batch_items: Annotated[
+        int, typer.Option(help="Inputs per /batch request; more is answered 413.")
+    ] = 100,
+    max_batch_concurrency: Annotated[
+        int, typer.Option(help="Cap on a /batch request's max_concurrency.")
+    ] = 16,
+    log_bodies: Annotated[
+        bool, typer.Option(help="Add request bodies (redacted, cut) to the access log.")
+    ] = False,
+) -> None:
+    """Serve every chain over HTTP: /generate, /chains, /chains/NAME/invoke|batch|stream|
+    stream_events, /health, /metrics, docs at /docs.
+
+    With CHAINKIT_API_TOKEN set, every endpoint but /health needs
+    'Authorization: Bearer <token>'.
+    """
+    from chainkit.server import ServerSettings
+    from chainkit.server import serve as run_service
+
+    settings = ServerSettings(
+        max_body_bytes=max_body_bytes,
+        max_streams=max_streams,
+        max_batch_items=max_batch_items,
+        max_batch_concurrency=max_batch_concurrency,
+        log_bodies=log_bodies,
+    )
+    server_log = logging.getLogger("chainkit.server")
+    if logging.getLogger("chainkit").getEffectiveLevel() >= logging.ERROR:
+        server_log.setLevel(logging.ERROR)  # --quiet
+    elif not server_log.isEnabledFor(logging.INFO):
+        server_log.setLevel(logging.INFO)  # the access log is the point of a server's output
+    if settings.api_token is None:
+        auth = "no auth (set CHAINKIT_API_TOKEN to require a bearer token)"
+    else:
+        auth = "bearer token required (CHAINKIT_API_TOKEN)"
+
+    def ready(url: str) -> None:
+        typer.echo(f"chainkit serve: listening on {url} (docs: {url}/docs; {auth})", err=True)
+
+    run_service(
+        host,
+        port,
+        model=model,
+        chains_dir=chains_dir,
+        settings=settings,
+        insecure=insecure,
+        on_ready=ready,
+    )

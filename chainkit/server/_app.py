@@ -1,0 +1,287 @@
+"""``create_app``: the FastAPI application over chainkit's chains, and its shared state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from langchain_core.exceptions import OutputParserException
+from langchain_core.runnables import Runnable
+from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chainkit import __version__
+from chainkit.errors import ChainkitError
+from chainkit.server._auth import OPEN_PATHS, AuthMiddleware
+from chainkit.server._errors import ApiError, error_body, error_json, one_line
+from chainkit.server._limits import BodyLimitMiddleware, StreamSlots
+from chainkit.server._logging import AccessLogMiddleware, request_info
+from chainkit.server._metrics import Metrics
+from chainkit.server._schemas import (
+    StreamChunkEvent,
+    StreamEndEvent,
+    StreamErrorEvent,
+    StreamEventsEndEvent,
+)
+from chainkit.server._settings import TOKEN_ENV, ServerSettings
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseLanguageModel
+
+    from chainkit.chains import ChainInfo
+
+__all__ = ["ServedChain", "ServiceState", "create_app", "service_state"]
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = f"""\
+Every chainkit chain over HTTP: invoke, batch, stream (SSE) and stream events (SSE).
+
+- **Auth**: when the server has `{TOKEN_ENV}`, every endpoint but `/health` needs
+  `Authorization: Bearer <token>`.
+- **Errors** are JSON, `{{"error": {{"code", "message", "type", "status", "request_id", ...}}}}`:
+  404 unknown chain (with `suggestions`), 422 invalid input (with `missing` variables),
+  413 body or batch too large, 429 too many open streams, 502 the model failed
+  (with `upstream_type`), 504 the model did not answer in time.
+- **Streams** (`text/event-stream`): `/stream` sends `chunk` events, then `end`
+  (output, usage, timings) or `error`; `/stream_events` sends one `data` event per
+  `astream_events` (v2) event, then `end` or `error`. Closing the connection cancels
+  the run and its model call.
+- Every response carries `X-Request-ID` (yours, or a new one).
+"""
+
+
+@dataclass(frozen=True)
+class ServedChain:
+    """A chain as the service runs it: the runnable and the variables an input must give."""
+
+    name: str
+    runnable: Runnable[Any, Any]
+    required: tuple[str, ...]
+
+    def missing(self, data: dict[str, Any]) -> list[str]:
+        return [v for v in self.required if v not in data]
+
+
+class ServiceState:
+    """What every request of one app shares: settings, the model, built chains, metrics."""
+
+    def __init__(
+        self,
+        *,
+        model: str | BaseLanguageModel[Any] | Runnable[Any, Any] | None,
+        chains_dir: str | os.PathLike[str] | None,
+        settings: ServerSettings,
+    ) -> None:
+        self.settings = settings
+        self.chains_dir = chains_dir
+        self.metrics = Metrics()
+        self.streams = StreamSlots(settings.max_streams)
+        self.started = time.monotonic()
+        self._model_arg = model
+        self._model: Runnable[Any, Any] | None = model if isinstance(model, Runnable) else None
+        self._chains: dict[str, ServedChain] = {}
+        self._lock = threading.Lock()
+
+    def model(self) -> Runnable[Any, Any]:
+        """The service's model (``load_model`` of the spec given, once)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    from chainkit.models import load_model
+
+                    spec = self._model_arg if isinstance(self._model_arg, str) else None
+                    self._model = load_model(spec)
+        return self._model
+
+    def chain(self, name: str) -> ServedChain:
+        """The chain called ``name``, built once on the service's model.
+
+        A spec file's chain that names its own model keeps it, unless the service
+        was given a model explicitly. Raises ``UnknownChainError`` (404).
+        """
+        served = self._chains.get(name)
+        if served is not None:
+            return served
+        from chainkit.chains import get_chain, get_chain_info
+
+        info = get_chain_info(name, chains_dir=self.chains_dir)
+        if info.model is not None and self._model_arg is None:
+            runnable = get_chain(name, chains_dir=self.chains_dir)
+        else:
+            runnable = get_chain(name, model=self.model(), chains_dir=self.chains_dir)
+        schema = runnable.get_input_jsonschema()
+        served = ServedChain(name, runnable, tuple(schema.get("required", ())))
+        self._chains[name] = served
+        return served
+
+    def chain_infos(self) -> list[ChainInfo]:
+        from chainkit.chains import list_chains
+
+        return list_chains(self.chains_dir)
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
+
+
+def service_state(request: Request) -> ServiceState:
+    """The :class:`ServiceState` of the app serving ``request``."""
+    state: ServiceState = request.app.state.chainkit
+    return state
+
+
+async def _handle_error(request: Request, exc: Exception) -> JSONResponse:
+    info = request_info(request.scope)
+    body = error_body(exc, info.request_id)
+    info.error = type(exc).__name__ if body.code == "internal_error" else body.type
+    if body.status >= 500:
+        log.warning(
+            "%s %s answered %d %s (request %s): %s: %s",
+            info.method,
+            info.path,
+            body.status,
+            body.code,
+            info.request_id,
+            type(exc).__name__,
+            one_line(str(exc)),
+        )
+    headers: dict[str, str] = {}
+    if isinstance(exc, ApiError):
+        headers = exc.headers
+    elif isinstance(exc, StarletteHTTPException) and exc.headers:
+        headers = dict(exc.headers)
+    return JSONResponse(error_json(body), status_code=body.status, headers=headers)
+
+
+_HANDLED: tuple[type[Exception], ...] = (
+    ApiError,
+    ChainkitError,
+    RequestValidationError,
+    StarletteHTTPException,
+    OutputParserException,
+    TimeoutError,
+)
+
+
+def _openai_errors() -> tuple[type[Exception], ...]:
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - openai is a dependency
+        return ()
+    return (openai.APIError,)
+
+
+_SSE_MODELS = (StreamChunkEvent, StreamEndEvent, StreamErrorEvent, StreamEventsEndEvent)
+
+
+def _fix_sse_responses(responses: dict[str, Any]) -> None:
+    """On SSE routes FastAPI files every response under text/event-stream: errors are JSON,
+    and the stream's schema is the union of its event models (not a string)."""
+    for status, response in responses.items():
+        content = response.get("content", {})
+        if "text/event-stream" not in content:
+            continue
+        if status.startswith("2"):
+            content["text/event-stream"]["schema"].pop("type", None)
+        else:
+            content["application/json"] = content.pop("text/event-stream")
+
+
+def _openapi(app: FastAPI, settings: ServerSettings) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document, plus the SSE event models and the bearer scheme."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        _, defs = models_json_schema(
+            [(m, "serialization") for m in _SSE_MODELS],
+            ref_template="#/components/schemas/{model}",
+        )
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                _fix_sse_responses(operation.get("responses", {}))
+        components = schema.setdefault("components", {})
+        for key, value in defs.get("$defs", {}).items():
+            components.setdefault("schemas", {}).setdefault(key, value)
+        if settings.auth_enabled:
+            components.setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": f"The server's {TOKEN_ENV}.",
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if path in OPEN_PATHS:
+                    continue
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+        return schema
+
+    return build
+
+
+def create_app(
+    *,
+    model: str | BaseLanguageModel[Any] | Runnable[Any, Any] | None = None,
+    chains_dir: str | os.PathLike[str] | None = None,
+    settings: ServerSettings | None = None,
+) -> FastAPI:
+    """The chainkit service as an ASGI app (FastAPI).
+
+    Args:
+        model: a model spec (``"local"``, ``"openai:gpt-4o-mini"``) or a LangChain
+            model; default ``load_model()`` (``$CHAINKIT_MODEL``, else the embedded
+            local model), loaded once, on the first request or at startup.
+        chains_dir: a folder of chain spec files (default ``$CHAINKIT_CHAINS_DIR``).
+        settings: token and limits (default :class:`ServerSettings`, whose token is
+            ``$CHAINKIT_API_TOKEN``).
+
+    Also an app factory: ``uvicorn --factory chainkit.server:create_app``.
+    """
+    from chainkit.server._routes import router
+
+    settings = settings if settings is not None else ServerSettings()
+    state = ServiceState(model=model, chains_dir=chains_dir, settings=settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(state.model)  # start the local model before the first request
+        yield
+
+    app = FastAPI(
+        title="chainkit",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.chainkit = state
+    app.include_router(router)
+    for exc_type in (*_HANDLED, *_openai_errors()):
+        app.add_exception_handler(exc_type, _handle_error)
+    # Added innermost first: the access log wraps auth, which wraps the body limit.
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, keep_body=settings.log_bodies
+    )
+    if settings.api_token is not None:
+        app.add_middleware(AuthMiddleware, token=settings.api_token)
+    app.add_middleware(AccessLogMiddleware, metrics=state.metrics, log_bodies=settings.log_bodies)
+    app.openapi = _openapi(app, settings)  # type: ignore[method-assign]
+    return app
