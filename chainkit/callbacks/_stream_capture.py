@@ -25,6 +25,8 @@ from chainkit.trace import DEFAULT_MAX_CHARS, Run, Trace, TraceSummary
 
 __all__ = ["StreamCapture"]
 
+RETRY_TAG = "retry:attempt:"
+
 
 class StreamCapture(BaseCallbackHandler):
     """Record every run of a chain and every chunk its models stream, with times.
@@ -117,6 +119,7 @@ class StreamCapture(BaseCallbackHandler):
         inputs: Any,
     ) -> None:
         self._kinds[run_id] = kind
+        t = clock()
         self.trace.run_started(
             run_id,
             parent_run_id=parent_run_id,
@@ -125,7 +128,23 @@ class StreamCapture(BaseCallbackHandler):
             tags=tags,
             metadata=metadata,
             inputs=inputs,
-            t=clock(),
+            t=t,
+        )
+        if tags and parent_run_id is not None:
+            for tag in tags:
+                if tag.startswith(RETRY_TAG):
+                    self._retry(parent_run_id, tag, t)
+
+    def _retry(self, parent_run_id: UUID, tag: str, t: float) -> None:
+        """``with_retry`` tags each new attempt's run ``retry:attempt:N``; record a retry."""
+        parent = self.trace.get(parent_run_id)
+        failed = [c for c in parent.children if c.error is not None] if parent else []
+        attempt = tag.removeprefix(RETRY_TAG)
+        self.trace.retry(
+            parent_run_id,
+            attempt=int(attempt) if attempt.isdigit() else None,
+            error=failed[-1].error if failed else None,
+            t=t,
         )
 
     def on_chain_start(
@@ -299,6 +318,9 @@ class StreamCapture(BaseCallbackHandler):
         self.trace.run_failed(run_id, error, t=clock())
 
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        # Fired by the legacy LLM retry decorator; `with_retry` is seen in `_start`.
+        # Retries inside the provider's SDK (openai's max_retries) are invisible to
+        # callbacks: set max_retries=0 and use with_retry to see them.
         outcome = getattr(retry_state, "outcome", None)
         error = outcome.exception() if outcome is not None and outcome.failed else None
         next_action = getattr(retry_state, "next_action", None)

@@ -262,12 +262,12 @@ class Trace:
         run_id: UUID | str,
         *,
         attempt: int | None = None,
-        error: BaseException | None = None,
+        error: BaseException | ErrorInfo | None = None,
         wait: float | None = None,
         t: float | None = None,
     ) -> None:
-        """Record that a run is being retried after ``error``."""
-        info = error_info(error) if error is not None else None
+        """Record that a run is being retried (attempt ``attempt``) after ``error``."""
+        info = error_info(error) if isinstance(error, BaseException) else error
         record = Retry(
             t=time.perf_counter() if t is None else t,
             run_id=str(run_id),
