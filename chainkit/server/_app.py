@@ -93,17 +93,38 @@ class ServiceState:
         self._model: Runnable[Any, Any] | None = model if isinstance(model, Runnable) else None
         self._chains: dict[str, ServedChain] = {}
         self._lock = threading.Lock()
+        self._http_client: Any = None
 
     def model(self) -> Runnable[Any, Any]:
-        """The service's model (``load_model`` of the spec given, once)."""
+        """The service's model (``load_model`` of the spec given, once).
+
+        An OpenAI-compatible model (``local``, ``openai:...``) gets an HTTP client of
+        this app's own, closed at shutdown: langchain-openai otherwise shares one
+        cached client per base URL across event loops, and an app started again on
+        another loop (tests, notebooks) would reuse connections of a closed loop.
+        """
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    from chainkit.models import load_model
+                    from chainkit.models import load_model, parse_spec
 
                     spec = self._model_arg if isinstance(self._model_arg, str) else None
-                    self._model = load_model(spec)
+                    kwargs: dict[str, Any] = {}
+                    if parse_spec(spec)[0] in ("local", "openai"):
+                        import openai
+
+                        self._http_client = openai.DefaultAsyncHttpxClient()
+                        kwargs["http_async_client"] = self._http_client
+                    self._model = load_model(spec, **kwargs)
         return self._model
+
+    async def aclose(self) -> None:
+        """Close what the app opened (its model's HTTP client)."""
+        client, self._http_client = self._http_client, None
+        if client is not None:  # the model and its chains go with it; rebuilt if started again
+            self._model = None
+            self._chains.clear()
+            await client.aclose()
 
     def chain(self, name: str) -> ServedChain:
         """The chain called ``name``, built once on the service's model.
@@ -264,7 +285,10 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(state.model)  # start the local model before the first request
-        yield
+        try:
+            yield
+        finally:
+            await state.aclose()
 
     app = FastAPI(
         title="chainkit",

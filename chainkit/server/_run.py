@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -111,14 +111,24 @@ def service_state_of(app: FastAPI) -> ServiceState:
 class ServiceThread:
     """The service on a loopback port, in a daemon thread with its own event loop.
 
-    For tests, notebooks and benchmarks::
+    ``on_exit`` is awaited on that loop after the server stopped (close what
+    lives on the loop there, e.g. a model's HTTP client). For tests, notebooks
+    and benchmarks::
 
         with ServiceThread(create_app(model="local")) as service:
             httpx.get(f"{service.url}/health")
     """
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        on_exit: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self.app = app
+        self.on_exit = on_exit
         self.host = host
         self._requested_port = port
         self.port = 0
@@ -153,8 +163,16 @@ class ServiceThread:
         server, sock = self._server, self._sock
         if server is None or sock is None:  # pragma: no cover - start() sets both
             return
+
+        async def main() -> None:
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                if self.on_exit is not None:  # e.g. close a model's HTTP client on its loop
+                    await self.on_exit()
+
         try:
-            asyncio.run(server.serve(sockets=[sock]))
+            asyncio.run(main())
         except BaseException as exc:  # noqa: BLE001 - reported by start()
             self._error = exc
 

@@ -1,0 +1,194 @@
+"""SSE: /stream and /stream_events, parsed incrementally, over a real uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import httpx
+import orjson
+import pytest
+
+from chainkit.models.local import LocalModelServer
+from chainkit.server import ServiceThread
+from chainkit.testing import local_model_server
+from tests.server.conftest import iter_sse, running, stream_events
+
+
+@pytest.fixture(scope="module")
+def slow_model() -> Iterator[LocalModelServer]:
+    """A local model that writes a token every 20 ms."""
+    with local_model_server(token_delay=0.02) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def slow_service(slow_model: LocalModelServer) -> Iterator[ServiceThread]:
+    with running(slow_model) as svc:
+        yield svc
+
+
+def test_chunks_arrive_before_the_model_finishes(slow_service: ServiceThread) -> None:
+    with (
+        httpx.Client(base_url=slow_service.url, timeout=30) as c,
+        c.stream("POST", "/chains/song/stream", json={"input": {"topic": "goldfish"}}) as r,
+    ):
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        sent = time.perf_counter()
+        events = list(iter_sse(r))
+    chunks = [e for e in events if e.event == "chunk"]
+    end = events[-1]
+    assert end.event == "end"
+    assert len(chunks) >= 20
+    total = end.at - sent
+    # the first chunk comes in the first half of the stream (the model writes a token
+    # every 20 ms), and the chunks arrive over time, not in one piece at the end
+    assert chunks[0].at - sent < 0.5 * total
+    assert len({round(c.at, 3) for c in chunks}) > len(chunks) // 4
+
+
+def test_stream_chunks_add_up_to_the_end_output(client: httpx.Client) -> None:
+    body = {"input": {"topic": "sparkling water"}}
+    response, events = stream_events(client, "/chains/song/stream", body)
+    assert response.status_code == 200
+    kinds = [e.event for e in events]
+    assert kinds[-1] == "end"
+    assert set(kinds[:-1]) == {"chunk"}
+    chunks = [e.data for e in events[:-1]]
+    assert [c["index"] for c in chunks] == list(range(len(chunks)))
+    text = "".join(c["text"] for c in chunks)
+    end = events[-1].data
+    assert end["output"] == text
+    invoked = client.post("/chains/song/invoke", json=body).json()["output"]
+    assert text == invoked
+    assert end["usage"]["output_tokens"] > 0
+    assert end["timings"]["chunks"] == len(chunks)
+    assert 0 < end["timings"]["ttft_ms"] <= end["timings"]["total_ms"]
+    assert end["request_id"] == response.headers["x-request-id"]
+
+
+def test_stream_of_a_dict_chain(client: httpx.Client) -> None:
+    response, events = stream_events(
+        client, "/chains/outline_story/stream", {"input": {"topic": "a lighthouse"}}
+    )
+    assert response.status_code == 200
+    assert events[-1].event == "end"
+    chunks = [e.data for e in events if e.event == "chunk"]
+    assert all("data" in c and "text" not in c for c in chunks)
+    output = events[-1].data["output"]
+    assert {"topic", "outline", "title", "story", "word_count"} <= set(output)
+
+
+def test_stream_events_are_plain_json(client: httpx.Client) -> None:
+    response, events = stream_events(
+        client, "/chains/haiku/stream_events", {"input": {"topic": "snow"}}
+    )
+    assert response.status_code == 200
+    assert events[-1].event == "end"
+    data = [e.data for e in events if e.event == "data"]
+    assert events[-1].data["events"] == len(data)
+    names = [d["event"] for d in data]
+    assert names[0] == "on_chain_start"
+    assert names[-1] == "on_chain_end"
+    assert "on_chat_model_stream" in names
+    assert "on_prompt_end" in names
+    for d in data:
+        assert {"event", "name", "run_id", "parent_ids", "tags", "metadata", "data"} <= set(d)
+    # messages, chunks and prompt values are serialized as JSON objects, not reprs
+    chunk = next(d for d in data if d["event"] == "on_chat_model_stream")["data"]["chunk"]
+    assert chunk["type"] == "AIMessageChunk"
+    assert isinstance(chunk["content"], str)
+    model_end = next(d for d in data if d["event"] == "on_chat_model_end")["data"]
+    assert model_end["output"]["type"] in ("AIMessage", "AIMessageChunk")
+    root_end = data[-1]["data"]["output"]
+    assert isinstance(root_end, str)
+    streamed = "".join(
+        d["data"]["chunk"]["content"] for d in data if d["event"] == "on_chat_model_stream"
+    )
+    assert streamed == root_end
+
+
+def test_stream_events_filters(client: httpx.Client) -> None:
+    path = "/chains/haiku/stream_events"
+    _, events = stream_events(
+        client, path, {"input": {"topic": "snow"}, "include_types": ["chat_model"]}
+    )
+    names = {e.data["event"] for e in events if e.event == "data"}
+    assert names == {"on_chat_model_start", "on_chat_model_stream", "on_chat_model_end"}
+
+    _, events = stream_events(
+        client,
+        path,
+        {"input": {"topic": "snow"}, "exclude_types": ["chat_model"], "exclude_names": ["haiku"]},
+    )
+    data = [e.data for e in events if e.event == "data"]
+    assert data
+    assert not any(d["event"].startswith("on_chat_model") for d in data)
+    assert not any(d["name"] == "haiku" for d in data)
+
+    _, events = stream_events(
+        client,
+        path,
+        {"input": {"topic": "snow"}, "config": {"tags": ["mine"]}, "include_tags": ["mine"]},
+    )
+    assert {e.data["name"] for e in events if e.event == "data"} >= {"haiku"}
+
+
+def test_stream_events_of_a_nested_chain(client: httpx.Client) -> None:
+    _, events = stream_events(
+        client,
+        "/chains/outline_story/stream_events",
+        {"input": {"topic": "a fox"}, "include_names": ["outline", "title", "story"]},
+    )
+    data = [e.data for e in events if e.event == "data"]
+    assert {d["name"] for d in data} == {"outline", "title", "story"}
+    assert all(d["parent_ids"] for d in data)  # nested under the root run
+
+
+async def test_fifty_concurrent_streams_complete_and_stay_separate(
+    slow_service: ServiceThread, slow_model: LocalModelServer, service: ServiceThread
+) -> None:
+    topics = [f"topic number {i}" for i in range(50)]
+    slow_model.reset_stats()
+
+    async def one(client: httpx.AsyncClient, topic: str) -> tuple[str, str, str]:
+        body = {"input": {"topic": topic}, "config": {"run_name": "haiku"}}
+        texts: list[str] = []
+        end: dict[str, object] = {}
+        async with client.stream("POST", "/chains/haiku/stream", json=body) as r:
+            assert r.status_code == 200
+            event = ""
+            async for line in r.aiter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = orjson.loads(line[5:])
+                    if event == "chunk":
+                        texts.append(data["text"])
+                    elif event == "end":
+                        end = data
+                    else:
+                        raise AssertionError(f"{topic}: {event} {data}")
+        return topic, "".join(texts), str(end["output"])
+
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=slow_service.url, timeout=60, limits=limits) as c:
+        results = await asyncio.gather(*(one(c, t) for t in topics))
+    # the same texts, asked for in one batch of a calm model (the text depends only on
+    # the messages, the model name and the settings, not on the server's pace)
+    async with httpx.AsyncClient(base_url=service.url, timeout=60) as calm:
+        batch = await calm.post(
+            "/chains/haiku/batch",
+            json={"inputs": [{"topic": t} for t in topics], "max_concurrency": 16},
+        )
+    expected = [item["output"] for item in batch.json()["results"]]
+    assert len(results) == 50
+    for (topic, streamed, end_output), want in zip(results, expected, strict=True):
+        assert streamed == end_output == want, topic
+    assert len(set(expected)) > 40  # the outputs really differ per topic
+    stats = slow_model.stats()
+    assert stats["streams"]["completed"] >= 50
+    assert stats["streams"]["cut_client"] == 0
+    assert stats["max_in_flight"] > 16  # the streams overlapped (more than a batch's cap)
