@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +96,33 @@ class PreparedChain:
     template_chars: int = 0
     max_tokens: int | None = None
     required_vars: frozenset[str] = frozenset()
+    pool_size: int = 100
+    copies: dict[int, Any] = field(default_factory=dict, repr=False)
+    http_clients: list[Any] = field(default_factory=list, repr=False)
+
+    def new_http_client(self, root: Any) -> Any:
+        """A fresh async HTTP pool for an OpenAI client copy, like the SDK's default one."""
+        import openai
+
+        kwargs: dict[str, Any] = {"timeout": root.timeout}
+        limits = _limits_class()
+        if limits is not None:
+            kwargs["limits"] = limits(
+                max_connections=max(1000, self.pool_size),
+                max_keepalive_connections=max(100, self.pool_size),
+            )
+        client = openai.DefaultAsyncHttpxClient(**kwargs)
+        self.http_clients.append(client)
+        return client
+
+    async def aclose(self) -> None:
+        """Close the HTTP pools this batch opened."""
+        clients, self.http_clients = self.http_clients, []
+        for client in clients:
+            try:
+                await client.aclose()
+            except Exception:
+                log.debug("closing an HTTP pool failed", exc_info=True)
 
     def estimate_tokens(self, value: Any) -> float:
         """Tokens one call is expected to use: (template + input characters) / 4 + max_tokens."""
@@ -106,14 +134,29 @@ class PreparedChain:
         return (self.template_chars + chars) / 4.0 + completion
 
 
-def prepare_chain(chain: Runnable[Any, Any], *, name: str | None = None) -> PreparedChain:
+def _limits_class() -> Any:
+    """``Limits`` of the HTTP library the openai SDK is built on (httpx2 for openai>=3)."""
+    import openai
+
+    for cls in type.mro(openai.DefaultAsyncHttpxClient):
+        if cls.__name__ == "AsyncClient":
+            module = sys.modules.get(cls.__module__.split(".")[0])
+            return getattr(module, "Limits", None)
+    return None
+
+
+def prepare_chain(
+    chain: Runnable[Any, Any], *, name: str | None = None, pool_size: int = 100
+) -> PreparedChain:
     """Copy ``chain`` with client retries off and ``with_retry`` folded; fingerprint it."""
     if not isinstance(chain, Runnable):
         raise TypeError(
             f"run_batch needs a LangChain Runnable, got {type(chain).__name__}; "
             "wrap a function with RunnableLambda(fn)"
         )
-    prepared = PreparedChain(runnable=chain, identity=identify(chain, name=name), folded_attempts=0)
+    prepared = PreparedChain(
+        runnable=chain, identity=identify(chain, name=name), pool_size=pool_size
+    )
     prepared.runnable = _rebuild(chain, prepared)
     prepared.required_vars = _required_vars(chain)
     for note in prepared.notes:
@@ -209,8 +252,11 @@ def _rebuild(value: Any, prepared: PreparedChain) -> Any:
     if isinstance(value, RunnableRetry):
         return _fold_retry(value, prepared)
     if isinstance(value, BaseLanguageModel):
-        prepared.models.append(value)
-        return _without_client_retries(value, prepared)
+        copy = prepared.copies.get(id(value))
+        if copy is None:  # one model object used twice stays one object
+            prepared.models.append(value)
+            copy = prepared.copies[id(value)] = _without_client_retries(value, prepared)
+        return copy
     if isinstance(value, BasePromptTemplate):
         prepared.template_chars += _template_chars(value)
         return value
@@ -285,7 +331,13 @@ def _without_client_retries(model: BaseLanguageModel[Any], prepared: PreparedCha
         root = getattr(resource, "_client", None)
         if root is None or not hasattr(root, "with_options"):
             continue
-        new_root = root.with_options(max_retries=0)
+        options: dict[str, Any] = {"max_retries": 0}
+        if attr == "async_client" and getattr(model, "http_async_client", None) is None:
+            # LangChain's default async pool is one per base URL for the whole
+            # process; its connections belong to the event loop that opened them.
+            # The batch gets a pool of its own, sized to it and closed at its end.
+            options["http_client"] = prepared.new_http_client(root)
+        new_root = root.with_options(**options)
         updates[attr] = new_root.chat.completions if chat else new_root.completions
         root_attr = "root_client" if attr == "client" else "root_async_client"
         if root_attr in type(model).model_fields:

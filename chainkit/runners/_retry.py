@@ -28,9 +28,11 @@ import asyncio
 import email.utils
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tenacity import RetryCallState
 
@@ -111,9 +113,10 @@ def parse_retry_after(
     try:
         value = float(raw)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(raw) if raw else None
-        if parsed is None:
-            return None
+        try:
+            parsed = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None  # neither seconds nor an HTTP date: ignore it, back off as usual
         current = time.time() if now is None else now
         return max(0.0, parsed.timestamp() - current)
     return value if value >= 0 and not math.isnan(value) else None
@@ -138,14 +141,11 @@ def _is_transient_type(exc: BaseException) -> bool | None:
             # An error event inside an SSE stream, or a body the SDK could not
             # read: the server failed mid-answer.
             return "context_length" not in str(exc).lower()
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - httpx is a dependency
-        httpx = None  # type: ignore[assignment]
-    if httpx is not None:
-        if isinstance(exc, httpx.TransportError):  # timeouts, connect/read errors, cut streams
+    for module in _http_modules():
+        # timeouts, connect/read errors, streams cut mid-way (RemoteProtocolError)
+        if isinstance(exc, module.TransportError):
             return True
-        if isinstance(exc, httpx.HTTPStatusError):
+        if isinstance(exc, module.HTTPStatusError):
             return None
     try:
         from langchain_core.exceptions import ContextOverflowError, ModelError
@@ -160,6 +160,11 @@ def _is_transient_type(exc: BaseException) -> bool | None:
     if isinstance(exc, ConnectionError):  # ConnectionResetError, BrokenPipeError, ...
         return True
     return None
+
+
+def _http_modules() -> list[Any]:
+    """httpx, and httpx2 (what openai>=3 is built on), whichever are loaded."""
+    return [sys.modules[name] for name in ("httpx", "httpx2") if name in sys.modules]
 
 
 def classify_error(exc: BaseException) -> ErrorKind:

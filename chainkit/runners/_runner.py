@@ -164,7 +164,7 @@ class _Batch:
             grace=grace,
             reorder_buffer=reorder_buffer,
         )
-        self.prepared: PreparedChain = prepare_chain(chain, name=name)
+        self.prepared: PreparedChain = prepare_chain(chain, name=name, pool_size=max_concurrency)
         self.chain = self.prepared.runnable
         self.inputs = inputs
         self.max_concurrency = max_concurrency
@@ -249,6 +249,7 @@ class _Batch:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait([ticker])
+            await self.prepared.aclose()
             self._finish(finished)
         return self.report
 
