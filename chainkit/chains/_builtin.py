@@ -151,8 +151,8 @@ DESCRIPTIONS = {
     "haiku": "A haiku about {topic}.",
     "summarize": "A summary of {text} in two or three sentences.",
     "extract": "Title, keywords and sentiment of {text}, as structured output (Extraction).",
-    "outline_story": "A story about {topic} in steps: an outline, then the story and its "
-    "title in parallel, then its word count.",
+    "outline_story": "A story about {topic} in steps: an outline, then the story and "
+    "its title in parallel.",
 }
 
 TEMPLATES = {
