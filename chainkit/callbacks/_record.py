@@ -38,15 +38,16 @@ class EventRecorder:
     events, so ``trace.runs`` and ``trace.summary()`` work on recorded event
     streams too. v2 events carry their parentage; v1 events do not (their
     ``parent_ids`` are empty), so for them a run's parent is taken to be the
-    innermost run still open when it starts. v3 (chat model protocol) events
-    become one chat model run per message.
+    innermost *chain* run still open when it starts (prompts, models and
+    parsers of a streamed sequence overlap, and only chains hold other runs).
+    v3 (chat model protocol) events become one chat model run per message.
     """
 
     def __init__(self, trace: Trace, *, runs: bool = True, name: str = "") -> None:
         self.trace = trace
         self.runs = runs
         self.name = name
-        self._open: list[str] = []
+        self._open: list[tuple[str, str]] = []  # (run_id, type) of runs not ended yet
         self._v3_run: str | None = None
 
     def record(self, event: Any) -> None:
@@ -84,7 +85,8 @@ class EventRecorder:
         data = event.get("data") or {}
         if phase == "start":
             parent_ids = event.get("parent_ids") or []
-            parent = parent_ids[-1] if parent_ids else (self._open[-1] if self._open else None)
+            chains = [run for run, kind in self._open if kind == "chain"]
+            parent = parent_ids[-1] if parent_ids else (chains[-1] if chains else None)
             self.trace.run_started(
                 run_id,
                 name=str(event.get("name", "")),
@@ -95,7 +97,7 @@ class EventRecorder:
                 inputs=data.get("input"),
                 t=t,
             )
-            self._open.append(run_id)
+            self._open.append((run_id, run_type))
         elif phase == "stream":
             if run_type in _MODEL_TYPES:
                 self.trace.chunk(run_id, t, _chunk_text(data.get("chunk")))
@@ -117,8 +119,7 @@ class EventRecorder:
                 self.trace.run_failed(run_id, error, t=t)
 
     def _close(self, run_id: str) -> None:
-        if run_id in self._open:
-            self._open.remove(run_id)
+        self._open = [entry for entry in self._open if entry[0] != run_id]
 
     def _v3(self, event: Mapping[str, Any], kind: str, t: float) -> None:
         """A chat-model protocol event (``astream_events(version="v3")``)."""
