@@ -99,6 +99,13 @@ def make_chain(
     parsers hop to a thread pool for every chunk of an async stream. Their run
     names and events are those of the stock ``StrOutputParser``/``JsonOutputParser``.
 
+    With ``parser="json"``, an OpenAI-compatible chat model is put in JSON mode
+    (``response_format={"type": "json_object"}``), and "Return a JSON object." is
+    added as a last message when the prompt does not mention JSON (OpenAI's JSON
+    mode requires it). With a pydantic class, OpenAI-compatible chat models use
+    tool calling (``method="function_calling"``): their ``json_schema`` method
+    warns on every streamed call (langchain-ai/langchain#35538).
+
     The chain's input schema (``chain.get_input_jsonschema()``) lists the template
     variables; a missing one raises :class:`~chainkit.errors.MissingVariableError`
     naming it and the chain, for every call style.

@@ -101,7 +101,8 @@ def test_stock_names_in_events() -> None:
     assert not InlineStrOutputParser.is_lc_serializable()
 
 
-async def test_parser_events_like_stock() -> None:
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_parser_events_like_stock(version: Any) -> None:
     """on_parser_start/stream/end and the chain's on_chain_stream, as with StrOutputParser."""
     template = "About {x}"
 
@@ -110,9 +111,10 @@ async def test_parser_events_like_stock() -> None:
 
     ours = make_chain(template, model=fake_model(), name="RunnableSequence")
     stock = stock_chain(template, model=fake_model())
-    got = [e async for e in ours.astream_events({"x": "y"}, version="v2")]
-    want = [e async for e in stock.astream_events({"x": "y"}, version="v2")]
+    got = [e async for e in ours.astream_events({"x": "y"}, version=version)]
+    want = [e async for e in stock.astream_events({"x": "y"}, version=version)]
     assert shape(got) == shape(want)
+    assert ("on_parser_stream", "StrOutputParser") in shape(got)
     assert [e["data"] for e in got if e["event"] == "on_parser_stream"] == [
         e["data"] for e in want if e["event"] == "on_parser_stream"
     ]
