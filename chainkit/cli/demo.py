@@ -1,4 +1,12 @@
-"""``chainkit demo``: the seeds' tours on the embedded local model."""
+"""``chainkit demo``: the two seeds' tours, on the embedded local model by default.
+
+1-3. The first seed: ``stream()`` printed chunk by chunk with ``|`` separators,
+     the same with ``astream()``, then the first events of ``astream_events``.
+4.   The second seed's three stories, streamed concurrently (one labelled line
+     at a time), then each story printed whole with its topic.
+5.   The second seed's 100 "Tell me a fact about number {i}" prompts through
+     the runner at max_concurrency 5, with its progress bar and summary.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,8 @@ from chainkit.cli._app import app
 
 SONG = "Write me a 1 verse song about sparkling water."
 GOLDFISH = "Write me a 1 verse song about goldfish on the moon"
+TOPICS = ("a magical forest", "a futuristic city", "an underwater civilization")
+FACTS = 100
 
 
 @app.command()
@@ -19,8 +29,14 @@ def demo(
         str | None,
         typer.Option("--model", "-m", help="Model spec (default: $CHAINKIT_MODEL or local)."),
     ] = None,
+    facts: Annotated[
+        int, typer.Option(help="How many 'Tell me a fact about number {i}' prompts to run.")
+    ] = FACTS,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show the runner's progress.")
+    ] = True,
 ) -> None:
-    """Run the first seed's streaming tour: stream, astream, astream_events."""
+    """Run the seeds' tours: stream, astream, astream_events, concurrent stories, 100 facts."""
     from chainkit.models import load_llm
 
     llm = load_llm(model, temperature=0, max_tokens=512)
@@ -33,26 +49,28 @@ def demo(
 
     # One event loop for every async part: the OpenAI client keeps its connection
     # pool on the loop that first used it.
-    asyncio.run(_async_tour(llm))
+    asyncio.run(_async_tour(llm, model, facts, progress))
 
 
-async def _async_tour(llm: Any) -> None:
+async def _async_tour(llm: Any, model: str | None, facts: int, progress: bool) -> None:
     _heading("2. astream(): the same, without blocking the event loop")
-    await _astream(llm)
-
-    _heading("3. astream_events(version='v2'): the first 5 events")
-    await _events(llm)
-
-
-def _heading(text: str) -> None:
-    typer.secho(f"\n== {text}", bold=True, err=False)
-
-
-async def _astream(llm: Any) -> None:
     async for chunk in llm.astream(SONG):
         typer.echo(chunk, nl=False)
         typer.echo("|", nl=False)
     typer.echo()
+
+    _heading("3. astream_events(version='v2'): the first 5 events")
+    await _events(llm)
+
+    _heading("4. three stories at once, each line labelled with its topic")
+    await _stories(model)
+
+    _heading(f"5. {facts} facts through the runner, max_concurrency=5")
+    await _facts(model, facts, progress)
+
+
+def _heading(text: str) -> None:
+    typer.secho(f"\n== {text}", bold=True)
 
 
 async def _events(llm: Any) -> None:
@@ -67,3 +85,35 @@ async def _events(llm: Any) -> None:
             typer.echo("...Truncated")
         elif idx < 5:
             typer.echo(event)
+
+
+async def _stories(model: str | None) -> None:
+    from chainkit.callbacks import StreamPrinter
+    from chainkit.chains import get_chain
+
+    chain = get_chain("story", model=model)
+    printer = StreamPrinter(labels=True)
+
+    async def story(topic: str) -> str:
+        # astream, not ainvoke: a chat model fires token callbacks only when it streams
+        config: Any = {"callbacks": [printer], "metadata": {"label": topic}}
+        return "".join([chunk async for chunk in chain.astream({"topic": topic}, config)])
+
+    stories = await asyncio.gather(*(story(topic) for topic in TOPICS))
+    for topic, story in zip(TOPICS, stories, strict=True):
+        typer.echo(f"\nTopic: {topic}\nStory: {story}\n{'=' * 50}")
+
+
+async def _facts(model: str | None, count: int, progress: bool) -> None:
+    from chainkit.chains import get_chain
+    from chainkit.runners import run_batch
+
+    chain = get_chain("fact", model=model)
+    report = await run_batch(
+        chain, ({"n": i} for i in range(count)), max_concurrency=5, progress=progress
+    )
+    for record in report.results[:3]:
+        typer.echo(f"Prompt: Tell me a fact about number {record.input['n']}")
+        typer.echo(f"Response: {record.output}\n")
+    typer.echo(f"... {len(report.results) - 3} more\n")
+    typer.echo(report.summary())

@@ -109,6 +109,15 @@ def _openai_kwargs(provider: str, model: str, spec: str, kwargs: dict[str, Any])
     return settings
 
 
+def _loop_safe(settings: dict[str, Any]) -> dict[str, Any]:
+    """Give the model an async HTTP client that survives several event loops (see _http)."""
+    if "http_async_client" not in settings and "http_client" not in settings:
+        from chainkit.models._http import LoopSafeAsyncClient
+
+        settings["http_async_client"] = LoopSafeAsyncClient()
+    return settings
+
+
 def load_model(spec: str | None = None, **kwargs: Any) -> BaseChatModel:
     """A chat model for ``spec`` (default ``$CHAINKIT_MODEL`` or ``local``).
 
@@ -125,7 +134,7 @@ def load_model(spec: str | None = None, **kwargs: Any) -> BaseChatModel:
 
         settings = _openai_kwargs(provider, model, spec, dict(kwargs))
         settings.setdefault("stream_usage", True)
-        return ChatOpenAI(**settings)
+        return ChatOpenAI(**_loop_safe(settings))
     return _load_other(spec, provider, model, kwargs)
 
 
@@ -143,7 +152,7 @@ def load_llm(spec: str | None = None, **kwargs: Any) -> BaseLLM:
         )
     from langchain_openai import OpenAI
 
-    return OpenAI(**_openai_kwargs(provider, model, spec, dict(kwargs)))
+    return OpenAI(**_loop_safe(_openai_kwargs(provider, model, spec, dict(kwargs))))
 
 
 def _load_other(spec: str, provider: str, model: str, kwargs: dict[str, Any]) -> BaseChatModel:
