@@ -20,7 +20,9 @@ each as one line on stderr.
     └── ChainkitRunError              the work failed at run time
         ├── ModelUnavailableError     the model server cannot be reached
         ├── LocalServerError          the embedded local model failed to start
-        └── TraceError                a trace file cannot be read
+        ├── TraceError                a trace file cannot be read
+        ├── RecordedError             an error replayed from a trace (ReplayChatModel)
+        └── ReplayExhaustedError      a replay model has no recording left for a call
 
 Messages name the value, where it came from, and what to do, in one line.
 Every message passes through :func:`redact` so a secret never leaks into one.
@@ -42,6 +44,8 @@ __all__ = [
     "MissingPackageError",
     "MissingVariableError",
     "ModelUnavailableError",
+    "RecordedError",
+    "ReplayExhaustedError",
     "ResumeMismatchError",
     "SpecError",
     "TraceError",
@@ -217,3 +221,17 @@ class LocalServerError(ChainkitRunError):
 
 class TraceError(ChainkitRunError):
     """A trace or result file cannot be read."""
+
+
+class RecordedError(ChainkitRunError):
+    """An error replayed from a trace whose exception class cannot be rebuilt.
+
+    ``chainkit.debug.ReplayChatModel`` raises a subclass named like the recorded
+    type, so ``type(exc).__name__`` is the recorded ``error_type``.
+    """
+
+    error_type: str = "RecordedError"
+
+
+class ReplayExhaustedError(ChainkitRunError):
+    """A replay model was called more often than its trace has model runs for."""

@@ -1,0 +1,68 @@
+"""Short text forms of trace values (event data, inputs, outputs) for the views."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from chainkit.trace import message_text, to_jsonable
+
+__all__ = ["chunk_text", "event_phase", "event_preview", "json_preview"]
+
+
+def json_preview(value: Any, limit: int = 80) -> str:
+    """``value`` as compact one-line JSON, cut to ``limit`` characters."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        text = value
+    else:
+        text = orjson.dumps(to_jsonable(value, max_chars=limit * 2), default=str).decode()
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def chunk_text(chunk: Any) -> str | None:
+    """The text a stream event's chunk carries (a message chunk, a dict or a string)."""
+    if isinstance(chunk, str):
+        return chunk
+    if isinstance(chunk, Mapping):
+        if isinstance(chunk.get("text"), str):
+            return str(chunk["text"])
+        if "content" in chunk:
+            return message_text(chunk["content"])
+        return None
+    if hasattr(chunk, "content"):
+        return message_text(chunk)
+    text = getattr(chunk, "text", None)
+    return text if isinstance(text, str) else None
+
+
+def event_phase(event: str) -> str:
+    """``"start"``, ``"stream"``, ``"end"``, ``"error"`` or ``""`` for an ``on_*`` event name."""
+    if not event.startswith("on_"):
+        return ""
+    phase = event.rpartition("_")[2]
+    return phase if phase in ("start", "stream", "end", "error") else ""
+
+
+def event_preview(event: Mapping[str, Any], limit: int = 80) -> str:
+    """What an event says, on one line: the chunk text, the input, the output or the error."""
+    data = event.get("data")
+    if not isinstance(data, Mapping):
+        return json_preview(data, limit)
+    phase = event_phase(str(event.get("event", "")))
+    if phase == "stream":
+        text = chunk_text(data.get("chunk"))
+        if text is not None:
+            return repr(text) if len(text) < limit else repr(text[: limit - 1] + "…")
+        return json_preview(data.get("chunk"), limit)
+    if phase == "start" and "input" in data:
+        return "input " + json_preview(data.get("input"), limit)
+    if phase == "end" and "output" in data:
+        return "output " + json_preview(data.get("output"), limit)
+    if phase == "error" and "error" in data:
+        return json_preview(data.get("error"), limit)
+    return json_preview(dict(data), limit) if data else ""
