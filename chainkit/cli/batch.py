@@ -39,19 +39,17 @@ def batch(
         ),
     ],
     max_concurrency: Annotated[
-        int, typer.Option("--max-concurrency", "-c", min=1, help="Items in flight at most.")
+        int, typer.Option("--max-concurrency", "-c", help="Items in flight at most.")
     ] = 8,
     rpm: Annotated[
-        float | None, typer.Option(min=0.001, help="Requests per minute for the whole batch.")
+        float | None, typer.Option(help="Requests per minute for the whole batch.")
     ] = None,
     tpm: Annotated[
-        float | None, typer.Option(min=0.001, help="Tokens per minute for the whole batch.")
+        float | None, typer.Option(help="Tokens per minute for the whole batch.")
     ] = None,
-    retries: Annotated[
-        int, typer.Option(min=0, help="Extra attempts per item for transient errors.")
-    ] = 3,
+    retries: Annotated[int, typer.Option(help="Extra attempts per item for transient errors.")] = 3,
     timeout: Annotated[
-        float | None, typer.Option(min=0.001, help="Seconds per attempt (then retried).")
+        float | None, typer.Option(help="Seconds per attempt (then retried).")
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue OUTPUT: skip inputs already recorded.")

@@ -45,7 +45,12 @@ def _id_of(value: Any, index: int) -> Any:
 def known_total(inputs: Any) -> int | None:
     """The number of inputs when it is cheap to know (a sized collection or a file)."""
     if isinstance(inputs, str | os.PathLike):
-        return count_lines(Path(inputs))
+        path = Path(inputs)
+        if not path.is_file():
+            raise InputError(
+                f"input file {path} does not exist; pass a JSONL file, one object a line"
+            )
+        return count_lines(path)
     if hasattr(inputs, "__len__"):
         try:
             return len(inputs)

@@ -19,8 +19,17 @@ FACT = "Tell me a fact about number {n}"
 
 
 def fact_model(server: LocalModelServer, **kwargs: Any) -> ChatOpenAI:
+    return fact_model_at(server.base_url, **kwargs)
+
+
+def fact_chain_at(base_url: str, **kwargs: Any) -> Runnable[Any, str]:
+    prompt = ChatPromptTemplate.from_template(FACT)
+    return prompt | fact_model_at(base_url, **kwargs) | StrOutputParser()
+
+
+def fact_model_at(base_url: str, **kwargs: Any) -> ChatOpenAI:
     settings: dict[str, Any] = {
-        "base_url": server.base_url,
+        "base_url": base_url,
         "api_key": "chainkit-local",
         "model": "chainkit-local",
         "temperature": 0,

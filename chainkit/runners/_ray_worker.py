@@ -1,0 +1,260 @@
+"""What runs inside Ray: the worker actor, the shared rate limiter actor.
+
+A :class:`Worker` runs the local runner (``_Batch``, the ``sliding``
+strategy) on each block the driver sends it, and streams the finished records
+back in small groups. Blocks of one worker share one ``max_concurrency``
+(and one AIMD limit), so a second block queued on a worker waits for free
+slots instead of doubling the concurrency.
+
+Workers are generic: the chain and the options come with :meth:`Worker.setup`,
+so the driver can reuse a warm worker for its next batch.
+
+Global limits:
+
+- ``rpm``/``tpm`` buckets live in one :class:`Limiter` actor; every attempt of
+  every worker takes from them (one actor call per attempt, made only when a
+  limit is set), and real token usage is given back or charged after the call.
+- a 429 cool-down goes through the driver: the worker that got the 429 cools
+  down and halves its concurrency as the local runner does, and reports the
+  pause in its record stream; the driver tells every other worker, which
+  cools down (and halves) too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import Runnable
+
+from chainkit.errors import ChainkitError, ChainkitRunError, MissingAPIKeyError
+from chainkit.runners._inputs import InputItem
+from chainkit.runners._limits import AdaptiveConcurrency, RateLimits
+from chainkit.runners._ray_transport import Transport, load_chain
+from chainkit.runners._records import ResultRecord
+from chainkit.runners._runner import _Batch
+
+__all__ = ["FLUSH_INTERVAL", "FLUSH_RECORDS", "Limiter", "Worker", "failure_of"]
+
+FLUSH_INTERVAL = 0.05  # seconds a worker collects finished records before sending them
+FLUSH_RECORDS = 256  # ... or this many, whichever comes first
+
+Row = tuple[int, Any, Any, "int | None"]  # index, value, id, line of one input
+
+
+class Limiter:
+    """The Ray actor holding a batch's ``rpm``/``tpm`` buckets, shared by every worker."""
+
+    def __init__(self, rpm: float | None, tpm: float | None) -> None:
+        self.limits = RateLimits.create(rpm, tpm)
+
+    async def acquire(self, tokens: float) -> float:
+        """Take one request and ``tokens`` tokens (first come, first served); seconds waited."""
+        return await self.limits.acquire(tokens)
+
+    def adjust(self, delta: float) -> None:
+        """Charge ``delta`` tokens more (negative: give back) once the real usage is known."""
+        self.limits.adjust_tokens(delta)
+
+
+class RemoteLimits(RateLimits):
+    """A worker's handle on the :class:`Limiter`, in place of the local runner's buckets."""
+
+    def __init__(self, limiter: Any, *, requests: bool, tokens: bool) -> None:
+        super().__init__()
+        self._limiter = limiter
+        self._requests, self._tokens = requests, tokens
+
+    @property
+    def active(self) -> bool:
+        return self._limiter is not None and (self._requests or self._tokens)
+
+    async def acquire(self, tokens: float) -> float:
+        waited = float(await self._limiter.acquire.remote(tokens))
+        self.waited += waited
+        return waited
+
+    def adjust_tokens(self, delta: float) -> None:
+        if self._tokens and delta and self._limiter is not None:
+            self._limiter.adjust.remote(delta)  # fire and forget
+
+
+class SharedConcurrency(AdaptiveConcurrency):
+    """One worker's AIMD concurrency; its 429 cool-downs are reported for the others."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.signals: list[float] = []
+
+    def on_rate_limited(self, pause: float) -> None:
+        super().on_rate_limited(pause)
+        self.signals.append(max(pause, 0.05))
+
+    def cool_down_from_elsewhere(self, pause: float) -> None:
+        """Another worker got a 429: pause too, and back off as after one's own 429."""
+        now = time.monotonic()
+        self.cooldown_until = max(self.cooldown_until, now + pause)
+        if now >= self._no_decrease_until and not math.isinf(self.limit):
+            self.limit = max(1.0, self.limit / 2.0)
+            self.min_limit = min(self.min_limit, self.limit)
+            self.decreases += 1
+            self._no_decrease_until = now + max(pause, self.decrease_interval)
+
+
+@dataclass
+class WorkerState:
+    """What the blocks of one worker share during one batch."""
+
+    chain: Runnable[Any, Any]
+    options: dict[str, Any]
+    limits: RemoteLimits
+    concurrency: SharedConcurrency
+    running: asyncio.Semaphore
+    items: int = 0
+
+
+class BlockBatch(_Batch):
+    """The local runner on one block of items, inside a worker (no file, no progress)."""
+
+    def __init__(self, items: list[InputItem], state: WorkerState) -> None:
+        super().__init__(
+            state.chain,
+            items,
+            **state.options,
+            output=None,
+            resume=False,
+            retry_failed=False,
+            overwrite=False,
+            ordered=False,
+            callbacks=None,
+            progress=False,
+            strategy="sliding",
+            reorder_buffer=None,
+        )
+        self.keep_results = False
+        self.limits = state.limits
+        self.concurrency = state.concurrency
+        self._running = state.running  # the blocks of one worker share its max_concurrency
+
+    async def _items(self) -> AsyncGenerator[InputItem, None]:
+        for item in self.inputs:
+            yield item
+
+
+class Worker:
+    """A Ray actor running blocks of a batch with the local runner, streaming records back."""
+
+    def __init__(self) -> None:
+        self._state: WorkerState | None = None
+        self._transport: Transport | None = None
+
+    async def setup(
+        self,
+        transport: Transport,
+        options: dict[str, Any],
+        limiter: Any,
+        limited: tuple[bool, bool],
+    ) -> dict[str, Any]:
+        """Get ready for a batch: build its chain (kept when it is the same as last time).
+
+        Returns ``{"pid": ...}``, or ``{"failure": ...}`` when the chain cannot be
+        built (chainkit's errors do not all survive Ray's exception pickling, so
+        a failure travels as data; the driver raises it).
+        """
+        try:
+            if self._state is not None and self._transport == transport:
+                chain = self._state.chain
+            else:
+                chain = load_chain(transport)
+            limit = int(options["max_concurrency"])
+            state = WorkerState(
+                chain=chain,
+                options=options,
+                limits=RemoteLimits(limiter, requests=limited[0], tokens=limited[1]),
+                concurrency=SharedConcurrency(limit),
+                running=asyncio.Semaphore(limit),
+            )
+            BlockBatch([], state)  # checks the chain and the options once, up front
+        except Exception as exc:  # noqa: BLE001 - handed to the driver, raised there
+            return {"failure": failure_of(exc)}
+        self._state, self._transport = state, transport
+        return {"pid": os.getpid()}
+
+    def cool_down(self, pause: float) -> None:
+        """The driver relays another worker's 429."""
+        if self._state is not None:
+            self._state.concurrency.cool_down_from_elsewhere(pause)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the current batch (cumulative over its blocks)."""
+        state = self._state
+        if state is None:
+            return {}
+        concurrency = state.concurrency
+        return {
+            "pid": os.getpid(),
+            "items": state.items,
+            "max_in_flight": concurrency.max_in_flight,
+            "rate_limited": concurrency.rate_limited,
+            "cooldown_waited": concurrency.cooldown_waited,
+            "min_limit": concurrency.min_limit,
+            "rate_limit_wait": state.limits.waited,
+        }
+
+    async def run_block(
+        self, rows: list[Row]
+    ) -> AsyncGenerator[tuple[list[ResultRecord], dict[str, Any]], None]:
+        """Yield ``(records, {})`` as items finish, ``([], {"cooldown": s})`` after a 429,
+        and ``([], {"stats": ...})`` at the end, or ``([], {"failure": ...})`` when the
+        block broke down (a bug, not an item's error: those are records)."""
+        state = self._state
+        if state is None:
+            yield [], {"failure": failure_of(ChainkitRunError("worker used before setup()"))}
+            return
+        items = [InputItem(index=i, value=v, id=k, line=line) for i, v, k, line in rows]
+        batch = BlockBatch(items, state)
+        finished: asyncio.Queue[ResultRecord] = asyncio.Queue()
+        task = asyncio.create_task(batch.run(sink=finished.put), name="chainkit-block")
+        try:
+            while True:
+                if finished.empty() and not task.done() and not state.concurrency.signals:
+                    await asyncio.wait([task], timeout=FLUSH_INTERVAL)
+                if state.concurrency.signals:
+                    pause = max(state.concurrency.signals)
+                    state.concurrency.signals.clear()
+                    yield [], {"cooldown": pause}
+                records: list[ResultRecord] = []
+                while not finished.empty() and len(records) < FLUSH_RECORDS:
+                    records.append(finished.get_nowait())
+                if records:
+                    state.items += len(records)
+                    yield records, {}
+                elif task.done():
+                    break
+            try:
+                await task
+            except Exception as exc:  # noqa: BLE001 - handed to the driver, raised there
+                yield [], {"failure": failure_of(exc)}
+                return
+            yield [], {"stats": self.stats()}
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+def failure_of(exc: BaseException) -> dict[str, Any]:
+    """An exception raised in a worker, as plain data the driver turns back into an error."""
+    return {
+        "type": type(exc).__name__,
+        "chainkit": isinstance(exc, ChainkitError),
+        "message": str(exc),
+        "env_var": exc.env_var if isinstance(exc, MissingAPIKeyError) else None,
+    }
