@@ -116,6 +116,15 @@ def run(argv: list[str]) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except typer.TyperException as exc:  # typer >= 0.29 vendors click: its errors are its own
+        if isinstance(exc, typer.Abort):
+            typer.echo("chainkit: interrupted", err=True)
+            return 130
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        code = getattr(exc, "exit_code", EXIT_USAGE)
+        return code if isinstance(code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         typer.echo("chainkit: interrupted", err=True)
         return 130
