@@ -11,6 +11,7 @@ ConfigError (a chain's model)         503     model_not_configured
 openai.APIStatusError (model answer)  502     upstream_error
 openai.APITimeoutError, TimeoutError  504     upstream_timeout
 openai.APIConnectionError             502     upstream_unavailable
+LangChain ModelError (any provider)   502/504 (as above)
 OutputParserException                 502     upstream_bad_output
 ChainkitRunError                      502     upstream_error
 anything else                         500     internal_error
@@ -39,7 +40,7 @@ from chainkit.errors import (
 )
 from chainkit.server._schemas import ErrorBody, ErrorResponse
 
-__all__ = ["ApiError", "error_body", "error_json", "one_line"]
+__all__ = ["ApiError", "error_body", "error_json", "one_line", "upstream_type"]
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +83,55 @@ def one_line(text: str) -> str:
     return line if len(line) <= _MAX_MESSAGE else f"{line[: _MAX_MESSAGE - 1]}…"
 
 
-def _openai_body(exc: BaseException) -> ErrorBody | None:
+def upstream_type(exc: BaseException) -> str:
+    """The model client's own error class: ``InternalServerError`` for langchain-openai's
+    ``OpenAIAPIError`` (LangChain wraps the SDK's errors in subclasses of them)."""
+    for cls in type(exc).__mro__:
+        module = cls.__module__ or ""
+        if not module.startswith(("langchain", "builtins", "chainkit")):
+            return cls.__name__
+    return type(exc).__name__
+
+
+def _model_body(exc: BaseException) -> ErrorBody | None:
+    """A model call's failure: the openai SDK's errors, or LangChain's ``ModelError``s."""
     try:
         import openai
     except ImportError:  # pragma: no cover - openai is a dependency
+        openai = None  # type: ignore[assignment]
+    if openai is not None and isinstance(exc, openai.APIError):
+        return _openai_body(exc, openai)
+    from langchain_core.exceptions import ModelConnectionError, ModelError, ModelTimeoutError
+
+    if not isinstance(exc, ModelError):
         return None
+    kind, upstream = type(exc).__name__, upstream_type(exc)
+    if isinstance(exc, ModelTimeoutError):
+        code, status, text = "upstream_timeout", 504, "the model did not answer in time"
+    elif isinstance(exc, ModelConnectionError):
+        code, status, text = "upstream_unavailable", 502, "cannot reach the model server"
+    else:
+        code, status, text = "upstream_error", 502, f"the model call failed: {_first_line(exc)}"
+    upstream_status = getattr(exc, "status_code", None)
+    return ErrorBody(
+        code=code,
+        status=status,
+        type=kind,
+        upstream_type=upstream,
+        upstream_status=upstream_status if isinstance(upstream_status, int) else None,
+        message=one_line(text),
+    )
+
+
+def _openai_body(exc: Any, openai: Any) -> ErrorBody:
     kind = type(exc).__name__
+    upstream = upstream_type(exc)
     if isinstance(exc, openai.APITimeoutError):
         return ErrorBody(
             code="upstream_timeout",
             status=504,
             type=kind,
-            upstream_type=kind,
+            upstream_type=upstream,
             message="the model did not answer in time; try again later",
         )
     if isinstance(exc, openai.APIConnectionError):
@@ -101,7 +139,7 @@ def _openai_body(exc: BaseException) -> ErrorBody | None:
             code="upstream_unavailable",
             status=502,
             type=kind,
-            upstream_type=kind,
+            upstream_type=upstream,
             message="cannot reach the model server; check that it runs and the service's "
             "model settings (OPENAI_BASE_URL)",
         )
@@ -110,19 +148,17 @@ def _openai_body(exc: BaseException) -> ErrorBody | None:
             code="upstream_error",
             status=502,
             type=kind,
-            upstream_type=kind,
+            upstream_type=upstream,
             upstream_status=exc.status_code,
             message=one_line(f"the model server answered {exc.status_code}: {exc.message}"),
         )
-    if isinstance(exc, openai.APIError):
-        return ErrorBody(
-            code="upstream_error",
-            status=502,
-            type=kind,
-            upstream_type=kind,
-            message=one_line(f"the model call failed: {exc.message}"),
-        )
-    return None
+    return ErrorBody(
+        code="upstream_error",
+        status=502,
+        type=kind,
+        upstream_type=upstream,
+        message=one_line(f"the model call failed: {exc.message}"),
+    )
 
 
 def error_body(exc: BaseException, request_id: str | None = None) -> ErrorBody:
@@ -195,7 +231,7 @@ def error_body(exc: BaseException, request_id: str | None = None) -> ErrorBody:
             message="the chain did not finish in time (the service's request timeout)",
         )
     else:
-        body = _openai_body(exc)
+        body = _model_body(exc)
         if body is None and isinstance(exc, ChainkitRunError):
             body = ErrorBody(
                 code="upstream_error", status=502, type=kind, message=one_line(str(exc))

@@ -57,7 +57,6 @@ class RequestInfo:
     method: str
     path: str
     started: float
-    ended: float | None = None
     chain: str = ""
     error: str | None = None
     disconnected: bool = False
@@ -125,16 +124,20 @@ class AccessLogMiddleware:
         )
         scope[_SCOPE_KEY] = info
         status = 0
+        finished = False
         id_header = (b"x-request-id", info.request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, finished
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message = dict(message)
                 message["headers"] = [*message.get("headers", ()), id_header]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
-                info.ended = time.perf_counter()  # background tasks run after this
+                # Logged and counted before the last byte leaves: a client that reads
+                # /metrics right after a response sees it; background tasks run later.
+                finished = True
+                self._finish(scope, info, status)
             await send(message)
 
         try:
@@ -156,10 +159,11 @@ class AccessLogMiddleware:
                 except OSError:  # the client is gone
                     info.disconnected = True
         finally:
-            self._finish(scope, info, status)
+            if not finished:
+                self._finish(scope, info, status)
 
     def _finish(self, scope: Scope, info: RequestInfo, status: int) -> None:
-        elapsed = (info.ended or time.perf_counter()) - info.started
+        elapsed = time.perf_counter() - info.started
         route = getattr(scope.get("route"), "path", None)
         if route is None:  # FastAPI's own pages (/docs, /openapi.json) or no route at all
             route = info.path if status not in (0, 404, 405) else "<unmatched>"

@@ -44,7 +44,8 @@ class EventStream(Response):
     """An ASGI response streaming ``events`` (encoded SSE events) as they come.
 
     ``on_close(disconnected)`` runs exactly once when the stream ends, whether
-    it finished, failed, or the client left (``disconnected=True``).
+    it finished (just before the body's end is sent), failed, or the client left
+    (``disconnected=True``).
     """
 
     media_type = "text/event-stream"
@@ -75,8 +76,7 @@ class EventStream(Response):
         try:
             await self._run(receive, send)
         finally:
-            if self.on_close is not None:
-                self.on_close(self.disconnected)
+            self._closed()
         if self.background is not None and not self.disconnected:
             await self.background()
 
@@ -108,9 +108,15 @@ class EventStream(Response):
         elif isinstance(error, Exception):
             raise error
 
+    def _closed(self) -> None:
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close(self.disconnected)
+
     async def _produce(self, send: Send) -> None:
         async for chunk in self.events:
             await self._send(send, chunk, more=True)
+        self._closed()  # before the last byte: a client that saw the end sees the slot free
         await self._send(send, b"", more=False)
 
     async def _send(self, send: Send, body: bytes, *, more: bool) -> None:

@@ -1,0 +1,161 @@
+"""Limits: body size (413), batch size (413), batch concurrency (capped), streams (429)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from chainkit.models.local import LocalModelServer
+from chainkit.server import ServerSettings, ServiceThread
+from chainkit.testing import local_model_server
+from tests.server.conftest import iter_sse, running
+
+LIMITS = ServerSettings(
+    api_token=None,
+    max_body_bytes=4096,
+    max_batch_items=5,
+    max_batch_concurrency=2,
+    max_streams=2,
+)
+
+
+@pytest.fixture(scope="module")
+def slow_model() -> Iterator[LocalModelServer]:
+    with local_model_server(token_delay=0.01) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def limited(slow_model: LocalModelServer) -> Iterator[ServiceThread]:
+    with running(slow_model, LIMITS) as svc:
+        yield svc
+
+
+@pytest.fixture
+def client(limited: ServiceThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=limited.url, timeout=30) as c:
+        yield c
+
+
+def _is_json_error(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error: dict[str, object] = response.json()["error"]
+    assert error["code"] == code
+    assert error["status"] == status
+    return error
+
+
+def test_body_over_the_limit_is_413(client: httpx.Client) -> None:
+    big = {"input": {"topic": "x" * 5000}}
+    error = _is_json_error(client.post("/chains/song/invoke", json=big), 413, "body_too_large")
+    assert error["limit"] == 4096
+    assert "4096" in str(error["message"])
+    # a body just under the limit is fine
+    ok = client.post("/chains/haiku/invoke", json={"input": {"topic": "x" * 3000}})
+    assert ok.status_code == 200
+
+
+def test_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
+    def body() -> Iterator[bytes]:
+        yield b'{"input": {"topic": "'
+        for _ in range(10):
+            yield b"y" * 1000
+        yield b'"}}'
+
+    response = client.post(
+        "/chains/song/invoke", content=body(), headers={"content-type": "application/json"}
+    )
+    _is_json_error(response, 413, "body_too_large")
+
+
+def test_body_limit_without_reading_the_body(limited: ServiceThread) -> None:
+    """A huge Content-Length is refused at once, before the body is sent."""
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /chains/song/invoke HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+        )
+        answer = b""
+        while chunk := sock.recv(65536):  # the service closes the connection after it
+            answer += chunk
+    answer_text = answer.decode()
+    assert answer_text.startswith("HTTP/1.1 413")
+    assert "body_too_large" in answer_text
+
+
+def test_batch_over_the_item_limit_is_413(client: httpx.Client) -> None:
+    inputs = [{"topic": str(i)} for i in range(6)]
+    response = client.post("/chains/haiku/batch", json={"inputs": inputs})
+    error = _is_json_error(response, 413, "batch_too_large")
+    assert error["limit"] == 5
+
+
+def test_batch_concurrency_is_capped(client: httpx.Client, slow_model: LocalModelServer) -> None:
+    slow_model.reset_stats()
+    inputs = [{"topic": f"t{i}"} for i in range(5)]
+    response = client.post("/chains/haiku/batch", json={"inputs": inputs, "max_concurrency": 50})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["max_concurrency"] == 2
+    assert body["succeeded"] == 5
+    assert slow_model.stats()["max_in_flight"] <= 2
+
+
+def test_batch_results_in_input_order_with_errors(client: httpx.Client) -> None:
+    inputs = [{"topic": "a"}, {"nope": 1}, {"topic": "c"}, {"topic": "d"}]
+    response = client.post("/chains/haiku/batch", json={"inputs": inputs, "max_concurrency": 2})
+    assert response.status_code == 200
+    body = response.json()
+    results = body["results"]
+    assert [r["index"] for r in results] == [0, 1, 2, 3]
+    assert (body["succeeded"], body["failed"]) == (3, 1)
+    assert results[1]["output"] is None
+    assert results[1]["error"]["type"] == "MissingVariableError"
+    assert "topic" in results[1]["error"]["message"]
+    for i in (0, 2, 3):
+        assert results[i]["error"] is None
+        assert isinstance(results[i]["output"], str)
+        assert results[i]["usage"]["output_tokens"] > 0
+    single = client.post("/chains/haiku/invoke", json={"input": {"topic": "c"}}).json()
+    assert results[2]["output"] == single["output"]
+    assert body["usage"]["output_tokens"] == sum(
+        results[i]["usage"]["output_tokens"] for i in (0, 2, 3)
+    )
+
+
+def test_empty_batch(client: httpx.Client) -> None:
+    response = client.post("/chains/haiku/batch", json={"inputs": []})
+    assert response.status_code == 200
+    assert response.json()["results"] == []
+
+
+def test_streams_over_the_limit_are_429(limited: ServiceThread) -> None:
+    body = {"input": {"topic": "a long voyage"}}
+    with (
+        httpx.Client(base_url=limited.url, timeout=30) as c1,
+        httpx.Client(base_url=limited.url, timeout=30) as c2,
+        httpx.Client(base_url=limited.url, timeout=30) as c3,
+    ):
+        with (
+            c1.stream("POST", "/chains/story/stream", json=body) as r1,
+            c2.stream("POST", "/chains/story/stream_events", json=body) as r2,
+        ):
+            next(iter_sse(r1))
+            next(iter_sse(r2))
+            third = c3.post("/chains/story/stream", json=body)
+            error = _is_json_error(third, 429, "too_many_streams")
+            assert error["limit"] == 2
+            assert third.headers["retry-after"] == "1"
+            assert c3.get("/health").json()["streams_in_flight"] == 2
+            # other endpoints are not limited by open streams
+            assert (
+                c3.post("/chains/haiku/invoke", json={"input": {"topic": "x"}}).status_code == 200
+            )
+        # both closed: the slots are free again
+        with c3.stream("POST", "/chains/haiku/stream", json={"input": {"topic": "x"}}) as r3:
+            assert r3.status_code == 200
+            assert [e.event for e in iter_sse(r3)][-1] == "end"
