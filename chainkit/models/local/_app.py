@@ -28,6 +28,7 @@ from chainkit.models.local._settings import FAULTS_HEADER, LocalModelSettings, p
 from chainkit.models.local._stats import Stats
 from chainkit.models.local._text import (
     Analysis,
+    Rng,
     analyse,
     count_tokens,
     stable_seed,
@@ -75,6 +76,7 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
 ]
 _DONE = b"data: [DONE]\n\n"
+_FAULTS_HEADER_BYTES = FAULTS_HEADER.encode()
 _NO_DELAY = 0.0
 
 
@@ -384,7 +386,7 @@ def _messages(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[st
 @lru_cache(maxsize=2048)
 def _written(analysis: Analysis, seed: int) -> str:
     """The text for ``analysis`` with templates chosen by ``seed`` (cached)."""
-    return write(analysis, random.Random(seed))
+    return write(analysis, Rng(seed))
 
 
 def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
@@ -421,11 +423,11 @@ def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
             pieces, finish = _cut(text, stop, max_tokens)
             choices.append(Choice(i, pieces, finish))
         elif tools and (forced is not None or last_role == "user"):
-            rng = random.Random(seed_i)
+            rng = Rng(seed_i)
             call = _tool_call(tools, forced, analysis, rng, f"{prompt_text}{i}")
             choices.append(_tool_choice(i, call, max_tokens))
         elif mode in ("json_schema", "json_object"):
-            rng = random.Random(seed_i)
+            rng = Rng(seed_i)
             value = (
                 SchemaValues(schema, analysis, rng).value(schema)
                 if mode == "json_schema" and schema is not None
@@ -642,10 +644,11 @@ def parse_completion(body: dict[str, Any], default_seed: int) -> Answer:
 
 
 def _usage(answer: Answer, chat: bool) -> dict[str, Any]:
+    completion = answer.completion_tokens
     usage: dict[str, Any] = {
         "prompt_tokens": answer.prompt_tokens,
-        "completion_tokens": answer.completion_tokens,
-        "total_tokens": answer.prompt_tokens + answer.completion_tokens,
+        "completion_tokens": completion,
+        "total_tokens": answer.prompt_tokens + completion,
     }
     if chat:
         usage["prompt_tokens_details"] = {"cached_tokens": 0, "audio_tokens": 0}
@@ -1025,10 +1028,10 @@ class LocalModelApp:
                 rec, send=send, receive=receive, ev=events, settings=settings, plan=plan
             )
             return
-        delay = settings.ttft + settings.token_delay * answer.completion_tokens
+        rec.completion_tokens = completion = answer.completion_tokens
+        delay = settings.ttft + settings.token_delay * completion
         if delay > 0:
             await asyncio.sleep(_jittered(delay, settings.jitter, plan.rng))
-        rec.completion_tokens = answer.completion_tokens
         await _send_json(send, 200, (chat_body if chat else completion_body)(answer, rid, created))
 
     def _request_settings(self, scope: Scope) -> tuple[LocalModelSettings, int | None]:
@@ -1040,7 +1043,7 @@ class LocalModelApp:
                     length = int(value)
                 except ValueError:
                     raise BadRequest("Invalid Content-Length header") from None
-            elif name == FAULTS_HEADER.encode():
+            elif name == _FAULTS_HEADER_BYTES:
                 try:
                     changes = parse_overrides(value.decode("latin-1"))
                     settings = settings.replace(**changes) if changes else settings
@@ -1054,7 +1057,7 @@ class LocalModelApp:
         if len(self._seen) > 1_000_000:
             self._seen.clear()
         self._seen[key] = seen
-        rng = random.Random(stable_seed(settings.seed, key.hex(), seen))
+        rng = Rng(stable_seed(settings.seed, key.hex(), seen))
         dist = settings.latency_distribution
         plan = Plan(rng=rng)
         plan.latency = dist.sample(rng) if dist else 0.0

@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -15,10 +16,10 @@ from types import TracebackType
 from typing import Any
 
 import orjson
-import uvicorn
 
 from chainkit.errors import LocalServerError
-from chainkit.models.local._app import LocalModelApp, create_app
+from chainkit.models.local._app import InjectedDisconnect, LocalModelApp, create_app
+from chainkit.models.local._http import HttpServer
 from chainkit.models.local._settings import LocalModelSettings
 
 __all__ = [
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 DUMMY_API_KEY = "chainkit-local"  # the local model accepts any key; clients insist on one
 _START_TIMEOUT = 15.0
-_GRACE = 2  # seconds uvicorn waits for in-flight requests at shutdown
+_GRACE = 2.0  # seconds in-flight requests get to finish at shutdown
 
 
 def _loop_factory() -> asyncio.AbstractEventLoop:
@@ -46,27 +47,8 @@ def _loop_factory() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _config(app: LocalModelApp, host: str, port: int) -> uvicorn.Config:
-    try:
-        import httptools  # noqa: F401
-
-        http = "httptools"
-    except ImportError:  # pragma: no cover
-        http = "h11"
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http=http,
-        loop="none",
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=_GRACE,
-        timeout_keep_alive=30,
-        backlog=4096,
-        server_header=False,
-    )
+def _http_server(app: LocalModelApp, sock: socket.socket) -> HttpServer:
+    return HttpServer(app, sock, quiet_exceptions=(InjectedDisconnect,))
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -87,7 +69,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class LocalModelServer:
-    """The local model served by uvicorn in a daemon thread with its own event loop.
+    """The local model served in a daemon thread with its own event loop (see _http).
 
     >>> with LocalModelServer(LocalModelSettings(ttft=0.05)) as server:
     ...     client = openai.OpenAI(base_url=server.base_url, api_key="x")
@@ -103,7 +85,7 @@ class LocalModelServer:
         self.host = host
         self._requested_port = port
         self.app = create_app(self.settings)
-        self._server: uvicorn.Server | None = None
+        self._server: HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: socket.socket | None = None
@@ -135,7 +117,7 @@ class LocalModelServer:
                 return self
             self._sock = _bind(self.host, self._requested_port)
             self.port = self._sock.getsockname()[1]
-            self._server = uvicorn.Server(_config(self.app, self.host, self.port))
+            self._server = _http_server(self.app, self._sock)
             self._error = None
             started = threading.Event()
             self._thread = threading.Thread(
@@ -157,18 +139,15 @@ class LocalModelServer:
             return self
 
     def _run(self, started: threading.Event) -> None:
-        server, sock = self._server, self._sock
-        if server is None or sock is None:  # pragma: no cover - start() sets both
+        server = self._server
+        if server is None:  # pragma: no cover - start() sets it
             return
 
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
-            task = asyncio.ensure_future(server.serve(sockets=[sock]))
-            while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
-                await asyncio.sleep(0.002)
-            if server.started:
-                started.set()
-            await task
+            await server.start()
+            started.set()
+            await server.serve()
 
         try:
             with asyncio.Runner(loop_factory=_loop_factory) as runner:
@@ -188,11 +167,10 @@ class LocalModelServer:
             if loop is not None and thread.is_alive():
                 with contextlib.suppress(RuntimeError):  # loop already closed
                     loop.call_soon_threadsafe(self.app.close)
-            server.should_exit = True
+                    loop.call_soon_threadsafe(server.request_stop)
             thread.join(timeout)
-            if thread.is_alive():
-                server.force_exit = True
-                thread.join(timeout)
+            if thread.is_alive():  # pragma: no cover - a wedged loop
+                logger.warning("local model thread on port %s did not stop", self.port)
             self._thread = None
             self._server = None
             self._cleanup_socket()
@@ -303,12 +281,20 @@ def serve_forever(
         f"use OPENAI_BASE_URL={base_url} OPENAI_API_KEY={DUMMY_API_KEY}"
     )
     logger.info("%s", line)
-    if on_ready is not None:
-        on_ready(line)
-    server = uvicorn.Server(_config(app, host, actual))
+    server = _http_server(app, sock)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await server.start()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            loop.add_signal_handler(signal.SIGTERM, server.request_stop)
+        if on_ready is not None:
+            on_ready(line)
+        await server.serve()
+
     try:
         with asyncio.Runner(loop_factory=_loop_factory) as runner:
-            runner.run(server.serve(sockets=[sock]))
+            runner.run(main())
     except KeyboardInterrupt:  # pragma: no cover - interactive
         pass
     finally:

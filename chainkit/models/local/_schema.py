@@ -18,7 +18,7 @@ import re
 import uuid
 from typing import Any
 
-from chainkit.models.local._text import Analysis, title_case, write
+from chainkit.models.local._text import Analysis, Rng, title_case, write
 
 __all__ = ["SchemaValues", "json_object"]
 
@@ -228,7 +228,7 @@ class SchemaValues:
 
     def _sentence(self) -> str:
         if self._text is None:
-            self._text = write(self.a, random.Random(self.rng.getrandbits(64)))
+            self._text = write(self.a, Rng(self.rng.getrandbits(64)))
         return self._text
 
     def _fit_string(self, text: str, schema: dict[str, Any]) -> str:

@@ -15,11 +15,14 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 __all__ = [
     "Analysis",
+    "Rng",
     "analyse",
     "count_tokens",
     "stable_seed",
@@ -41,6 +44,44 @@ def tokenize(text: str) -> list[str]:
 @lru_cache(maxsize=4096)
 def count_tokens(text: str) -> int:
     return len(_TOKEN_RE.findall(text))
+
+
+class Rng(random.Random):
+    """A fast seeded generator (splitmix64) with :class:`random.Random`'s methods.
+
+    Seeding the standard Mersenne Twister costs more than writing a short text,
+    and the server seeds one per request.
+    """
+
+    _state: int
+
+    def seed(self, a: Any = None, version: int = 2) -> None:
+        self._state = (int(a) if a is not None else 0) & _MASK64
+
+    def _next(self) -> int:
+        self._state = z = (self._state + 0x9E3779B97F4A7C15) & _MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return z ^ (z >> 31)
+
+    def random(self) -> float:
+        return (self._next() >> 11) * 1.1102230246251565e-16
+
+    def getrandbits(self, k: int) -> int:
+        if k <= 64:
+            return self._next() >> (64 - k) if k else 0
+        return int.from_bytes(
+            b"".join(self._next().to_bytes(8, "big") for _ in range((k + 63) // 64)), "big"
+        ) >> (-k % 64)
+
+    def getstate(self) -> Any:
+        return self._state
+
+    def setstate(self, state: Any) -> None:
+        self._state = int(state)
+
+
+_MASK64 = (1 << 64) - 1
 
 
 def stable_seed(*parts: object) -> int:
@@ -78,20 +119,61 @@ _NUMBER_WORDS = {
     "eight": 8, "nine": 9, "ten": 10, "a couple of": 2, "a few": 3, "several": 4,
 }  # fmt: skip
 
-# Kinds, checked in order: the first whose pattern matches wins.
-_KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("tool", re.compile(r"^$")),  # set explicitly, never matched
-    ("summary", re.compile(r"\b(summari[sz]e|summary|tl;?dr|sum up|condense)\b")),
-    ("haiku", re.compile(r"\bhaikus?\b")),
-    ("verse", re.compile(r"\b(verses?|songs?|poems?|poetry|rhymes?|lyrics|limericks?|sonnets?)\b")),
-    ("story", re.compile(r"\b(story|stories|tale|fable|narrative)\b")),
-    ("outline", re.compile(r"\boutline\b")),
-    ("joke", re.compile(r"\b(joke|jokes|pun|funny)\b")),
-    ("fact", re.compile(r"\bfacts?\b|\btrivia\b")),
-    ("list", re.compile(r"\b(list|bullet|enumerate|ideas|tips|ways|reasons|examples)\b|^name\b")),
-    ("explain", re.compile(r"\b(explain|describe|what is|what are|what's|how does|how do|why)\b")),
-    ("greeting", re.compile(r"^(hi|hello|hey|good (morning|afternoon|evening))\b")),
+# Kinds, in priority order: the first listed kind found in the prompt wins.
+_KINDS: tuple[tuple[str, str], ...] = (
+    ("summary", r"summari[sz]e|summary|tl;?dr|sum up|condense"),
+    ("haiku", r"haikus?"),
+    ("verse", r"verses?|songs?|poems?|poetry|rhymes?|lyrics|limericks?|sonnets?"),
+    ("story", r"story|stories|tale|fable|narrative"),
+    ("outline", r"outline"),
+    ("joke", r"jokes?|pun|funny"),
+    ("fact", r"facts?|trivia"),
+    ("list", r"list|bullet|enumerate|ideas|tips|ways|reasons|examples"),
+    ("explain", r"explain|describe|how does|how do|why does|why do|why is|why are"),
+    ("math", r"\d+(?:\.\d+)?\s*(?:[-+*/x\u00d7^]|plus|minus|times|divided by)\s*\d"),
+    ("greeting", r"^(?:hi|hello|hey|good (?:morning|afternoon|evening))"),
 )
+_KIND_RANK = {name: i for i, (name, _) in enumerate(_KINDS)}
+_KIND_WORDS: dict[str, str] = {}
+_KIND_PHRASES: list[tuple[str, str]] = []
+for _name, _alternatives in _KINDS:
+    if _name in ("math", "greeting"):
+        continue
+    for _alt in _alternatives.split("|"):
+        _forms = [_alt]
+        if _alt.endswith("s?"):
+            _forms = [_alt[:-2], _alt[:-2] + "s"]
+        elif _alt.endswith("[sz]e"):
+            _forms = [_alt.replace("[sz]", "s"), _alt.replace("[sz]", "z")]
+        elif _alt == "tl;?dr":
+            _forms = ["tl;dr", "tldr"]
+        for _form in _forms:
+            if " " in _form or ";" in _form:
+                _KIND_PHRASES.append((_form, _name))
+            else:
+                _KIND_WORDS.setdefault(_form, _name)
+_LOWER_WORD_RE = re.compile(r"[a-z]+")
+_DIGIT_RE = re.compile(r"\d")
+_MATH_KIND_RE = re.compile(_KINDS[_KIND_RANK["math"]][1])
+_GREETING_RE = re.compile(_KINDS[_KIND_RANK["greeting"]][1])
+_COUNT_RE = re.compile(r"\b(\d{1,2})\s+(?!verse)[a-z]")
+_COUNT_WORDS_RE = re.compile(rf"\b({'|'.join(_NUMBER_WORDS)})\b")
+_VERSES_RE = re.compile(r"\b(\d+|one|two|three|four|five)[- ]verses?\b")
+_MATH_RE = re.compile(
+    r"(-?\d+(?:\.\d+)?)\s*([-+*/x\u00d7^]|plus|minus|times|divided by)\s*(-?\d+(?:\.\d+)?)"
+)
+
+
+def _kind(low: str) -> str:
+    """The highest-priority kind whose words appear in ``low`` (lowercased), else "answer"."""
+    ranks = [_KIND_RANK[_KIND_WORDS[w]] for w in _LOWER_WORD_RE.findall(low) if w in _KIND_WORDS]
+    ranks += [_KIND_RANK[kind] for phrase, kind in _KIND_PHRASES if phrase in low]
+    if _DIGIT_RE.search(low) and _MATH_KIND_RE.search(low):
+        ranks.append(_KIND_RANK["math"])
+    if _GREETING_RE.match(low):
+        ranks.append(_KIND_RANK["greeting"])
+    return _KINDS[min(ranks)][0] if ranks else "answer"
+
 
 _TOPIC_PATTERNS = (
     re.compile(r"\babout\s+(.+)", re.I),
@@ -109,6 +191,13 @@ _TOPIC_CUTS = re.compile(
     r"please|work|works)\b.*$)|[.?!;:\n].*$|,.*$",
     re.I | re.S,
 )
+_WORK_PREFIX = re.compile(
+    r"^(?:(?:an?|the|my|our)\s+)?(?:short\s+|brief\s+)?(?:essay|article|blog post|post|"
+    r"presentation|report|talk|speech|lecture|paper|course|book|guide|tweet|email)s?\s+"
+    r"(?:on|about|for|of)\s+",
+    re.I,
+)
+_ARTICLE_RE = re.compile(r"^(a|an|the)\s+", re.I)
 _LEADING_FILLER = re.compile(
     r"^(?:(?:me|us|a|an|the|some|\d+|one|two|three|four|five|six|seven|eight|nine|ten|short|"
     r"brief|quick|simple|little|few|couple|of|interesting|fun|random|good|great|list|verses?|"
@@ -128,6 +217,7 @@ class Analysis:
     count: int | None
     numbers: tuple[str, ...]
     source: str  # the text to summarize, for summaries
+    phrase: str = ""  # the topic with its article ("a dragon who loves tea")
 
     @property
     def title(self) -> str:
@@ -149,14 +239,13 @@ def analyse(text: str) -> Analysis:
     text = text.strip()
     instruction, source = _split_source(text)
     low = instruction.lower()
-    kind = "answer"
-    for name, pattern in _KINDS:
-        if pattern.search(low):
-            kind = name
-            break
-    topic = _topic(instruction) or (_keywords_phrase(source) if source else "")
+    kind = _kind(low)
+    topic, phrase = _topic(instruction)
+    if not topic:
+        topic = _keywords_phrase(source) if source else ""
     if not topic:
         topic = _keywords_phrase(instruction) or "this"
+    phrase = phrase or topic
     keywords = tuple(dict.fromkeys(w for w in _words(topic) if w.lower() not in STOP_WORDS))
     if not keywords:
         keywords = tuple(
@@ -164,7 +253,7 @@ def analyse(text: str) -> Analysis:
         )[:6]
     count = _count(low)
     numbers = tuple(_NUMBER_RE.findall(instruction))
-    return Analysis(text, kind, topic, keywords, count, numbers, source)
+    return Analysis(text, kind, topic, keywords, count, numbers, source, phrase)
 
 
 def _split_source(text: str) -> tuple[str, str]:
@@ -183,16 +272,21 @@ def _words(text: str) -> list[str]:
     return _WORD_RE.findall(text)
 
 
-def _topic(instruction: str) -> str:
+def _topic(instruction: str) -> tuple[str, str]:
+    """(bare topic, topic with its article) from the instruction, or ("", "")."""
     for pattern in _TOPIC_PATTERNS:
         match = pattern.search(instruction)
         if not match:
             continue
         phrase = _TOPIC_CUTS.sub("", match.group(1)).strip(" \"'`*")
-        phrase = _LEADING_FILLER.sub("", phrase).strip()
-        if phrase and any(w.lower() not in STOP_WORDS for w in _words(phrase)):
-            return phrase[:80].strip()
-    return ""
+        phrase = _WORK_PREFIX.sub("", phrase)
+        bare = _LEADING_FILLER.sub("", phrase).strip()[:80].strip()
+        if bare and any(w.lower() not in STOP_WORDS for w in _words(bare)):
+            article = _ARTICLE_RE.match(phrase)
+            if article and phrase[article.end() :].strip()[:80].strip() == bare:
+                return bare, f"{article.group(1).lower()} {bare}"
+            return bare, bare
+    return "", ""
 
 
 def _keywords_phrase(text: str) -> str:
@@ -206,17 +300,15 @@ def _keywords_phrase(text: str) -> str:
 
 
 def _count(low: str) -> int | None:
-    match = re.search(r"\b(\d{1,2})\s+(?!verse)[a-z]", low)
+    match = _COUNT_RE.search(low)
     if match and 0 < int(match.group(1)) <= 20:
         return int(match.group(1))
-    for word, value in _NUMBER_WORDS.items():
-        if re.search(rf"\b{word}\b", low):
-            return value
-    return None
+    match = _COUNT_WORDS_RE.search(low)
+    return _NUMBER_WORDS[match.group(1)] if match else None
 
 
 def _verse_count(low: str) -> int:
-    match = re.search(r"\b(\d+|one|two|three|four|five)[- ]verses?\b", low)
+    match = _VERSES_RE.search(low)
     if not match:
         return 1
     value = match.group(1)
@@ -228,25 +320,24 @@ def _verse_count(low: str) -> int:
 
 _RHYMES = (
     ("in the morning light", "shining clear and bright", "dancing through the night",
-     "a wonder to the sight", "taking gentle flight", "everything feels right"),
+     "a wonder to the sight", "like a bird in flight", "a small and happy light"),
     ("to brighten up the day", "in a playful way", "where the children play",
-     "and never fade away", "come what may", "to chase the grey away"),
-    ("as wild as the sea", "is where I long to be", "so easy and so free",
-     "for you and for me", "like leaves upon a tree", "as sweet as it can be"),
+     "on a summer day", "to chase the grey away", "in every single way"),
+    ("as wild as the sea", "so easy and so free", "for you and for me",
+     "like leaves upon a tree", "as sweet as it can be"),
     ("with a gentle glow", "wherever we may go", "in the streams below",
-     "the softest winds that blow", "the only thing I know", "and watch the feeling grow"),
-    ("the joy that it can bring", "like the first day of spring", "makes my heart want to sing",
-     "a small and shining thing", "on a silver string"),
-    ("with a fizzing sound", "spinning round and round", "the treasure that I found",
-     "high above the ground", "where the echoes sound"),
+     "as the soft winds blow", "from head down to toe"),
+    ("like the first day of spring", "a small and shining thing", "on a silver string",
+     "with a joyful ring"),
+    ("with a fizzing sound", "spinning round and round", "high above the ground",
+     "the best that I have found"),
     ("in a shade of blue", "the whole day through", "fresh and bright and new",
-     "a dream that came true", "and I think of you"),
-    ("right from the start", "a work of art", "close to my heart",
-     "never far apart", "a brand new start"),
+     "a dream that's coming true"),
+    ("right from the start", "a work of art", "close to my heart", "never far apart"),
 )  # fmt: skip
 _TOPIC_STARTS = (
-    "Oh {topic},", "Here's to {topic},", "I sing of {topic}", "{Topic}, my friend,",
-    "Give me {topic}", "With {topic} near,", "Sweet {topic},", "I dream of {topic}",
+    "Oh {topic}", "Here's to {topic}", "I sing of {topic}", "{Topic}, my friend",
+    "Give me {topic}", "With {topic} near", "Sweet {topic}", "I dream of {topic}",
 )  # fmt: skip
 _PLAIN_STARTS = (
     "It fills my heart", "It calls to me", "It lifts my mood", "We raise a cheer",
@@ -356,10 +447,10 @@ def _write_verse(a: Analysis, rng: random.Random) -> str:
         starts = rng.sample(_TOPIC_STARTS, 2)
         plains = rng.sample(_PLAIN_STARTS, 2)
         lines = [
-            f"{_fill(starts[0], topic)} {ends_a[0]},",
-            f"{plains[0]} {ends_b[0]}.",
-            f"{_fill(starts[1], topic)} {ends_a[1]},",
-            f"{plains[1]} {ends_b[1]}.",
+            f"{_fill(starts[0], topic)}, {ends_a[0]},",
+            f"{plains[0]}, {ends_b[0]}.",
+            f"{_fill(starts[1], topic)}, {ends_a[1]},",
+            f"{plains[1]}, {ends_b[1]}.",
         ]
         verses.append("\n".join(_cap(line) for line in lines))
     if re.search(r"\bsongs?\b|\blyrics\b", low) and len(verses) == 1:
@@ -382,7 +473,7 @@ def _write_haiku(a: Analysis, rng: random.Random) -> str:
 
 
 def _write_story(a: Analysis, rng: random.Random) -> str:
-    topic = _short_topic(a)
+    topic = _short_topic(a, phrase=True)
     name, who, pronoun = rng.choice(_CHARACTERS)
     setting = rng.choice(_SETTINGS)
     adj = rng.choice(_ADJECTIVES)
@@ -397,22 +488,23 @@ def _write_story(a: Analysis, rng: random.Random) -> str:
             )
         ),
     ]
-    p2 = [
-        rng.choice(
+    opening = rng.choice(
+        (
             (
                 f"One {adj} morning, {name} packed a small bag and set out to find {topic}.",
-                f"One evening, a {adj} letter arrived that mentioned {topic} by name.",
-            )
-        ),
-        rng.choice(
-            (
-                f"The road was long, and more than once {pronoun} thought about turning back.",
                 f"Along the way, {pronoun} met a traveller who laughed at the whole idea.",
-            )
-        ),
+            ),
+            (
+                f"One evening, a {adj} letter arrived that mentioned {topic} by name.",
+                f"The very next day, {name} set out, even though the road was long.",
+            ),
+        )
+    )
+    p2 = [
+        *opening,
         (
-            f"But each step brought {possessive} a little closer, and the world seemed to hold "
-            f"its breath."
+            f"But each step brought {possessive} a little closer, and the world seemed to "
+            f"hold its breath."
         ),
         rng.choice(
             (
@@ -512,7 +604,7 @@ def _write_fact(a: Analysis, rng: random.Random) -> str:
 
 
 def _write_explain(a: Analysis, rng: random.Random) -> str:
-    topic = _short_topic(a)
+    topic = _short_topic(a, phrase=True)
     known = _knowledge(a)
     if known:
         return known
@@ -640,6 +732,40 @@ def _write_joke(a: Analysis, rng: random.Random) -> str:
     )
 
 
+_OPS: dict[str, tuple[str, Callable[[float, float], float]]] = {
+    "+": ("plus", lambda x, y: x + y), "plus": ("plus", lambda x, y: x + y),
+    "-": ("minus", lambda x, y: x - y), "minus": ("minus", lambda x, y: x - y),
+    "*": ("times", lambda x, y: x * y), "x": ("times", lambda x, y: x * y),
+    "\u00d7": ("times", lambda x, y: x * y), "times": ("times", lambda x, y: x * y),
+    "/": ("divided by", lambda x, y: x / y if y else float("nan")),
+    "divided by": ("divided by", lambda x, y: x / y if y else float("nan")),
+    "^": ("to the power of", lambda x, y: x**y if abs(y) <= 64 else float("nan")),
+}  # fmt: skip
+
+
+def _number_text(value: float) -> str:
+    if value != value:  # noqa: PLR0124 - NaN check
+        return "undefined"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.6g}"
+
+
+def _write_math(a: Analysis, rng: random.Random) -> str:
+    match = _MATH_RE.search(a.text.lower())
+    if not match:
+        return _write_answer(a, rng)
+    left, op, right = match.groups()
+    word, fn = _OPS[op]
+    result = _number_text(fn(float(left), float(right)))
+    return rng.choice(
+        (
+            f"{left} {word} {right} is {result}.",
+            f"The answer is {result}: {left} {word} {right} equals {result}.",
+        )
+    )
+
+
 def _write_greeting(a: Analysis, rng: random.Random) -> str:
     return rng.choice(("Hello! How can I help you today?", "Hi there! What can I do for you?"))
 
@@ -687,13 +813,15 @@ _WRITERS = {
     "outline": _write_outline,
     "joke": _write_joke,
     "greeting": _write_greeting,
+    "math": _write_math,
     "answer": _write_answer,
 }
 
 
-def _short_topic(a: Analysis) -> str:
-    words = a.topic.split()
-    topic = " ".join(words[:8]) if len(words) > 8 else a.topic
+def _short_topic(a: Analysis, *, phrase: bool = False) -> str:
+    text = a.phrase if phrase and a.phrase else a.topic
+    words = text.split()
+    topic = " ".join(words[:8]) if len(words) > 8 else text
     if topic[:1].isupper() and not topic[1:2].isupper() and topic.split()[0].lower() in STOP_WORDS:
         topic = topic[:1].lower() + topic[1:]
     return topic
