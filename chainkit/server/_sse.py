@@ -98,11 +98,11 @@ class EventStream(Response):
             pinger.cancel()
             if not producer.done():  # the client left (or we are being cancelled)
                 self.disconnected = self.disconnected or watcher.done()
-                producer.cancel()
+                await cancel_and_wait(producer)
             watcher.cancel()
-            results = await asyncio.gather(producer, watcher, pinger, return_exceptions=True)
+            await asyncio.gather(watcher, pinger, return_exceptions=True)
             await _close(self.events)
-        error = results[0]
+        error = producer.exception() if producer.done() and not producer.cancelled() else None
         if isinstance(error, OSError):  # a send failed: the client is gone
             self.disconnected = True
         elif isinstance(error, Exception):
@@ -131,6 +131,28 @@ class EventStream(Response):
                 await self._send(send, b": ping\n\n", more=True)
                 continue
             await asyncio.sleep(self.ping_interval - idle)
+
+
+async def cancel_and_wait(
+    task: asyncio.Future[Any], *, retry_every: float = 0.1, give_up_after: float = 10.0
+) -> None:
+    """Cancel ``task`` and wait for it to end, cancelling again while it runs on.
+
+    One ``cancel()`` is not always enough: on Python 3.11 ``asyncio.wait_for``
+    drops a cancellation that arrives as its inner future completes, and
+    langchain-openai wraps every chunk of a stream in ``wait_for``
+    (``stream_chunk_timeout``), so a stream cancelled just as a chunk arrives
+    would run to its end. Cancelling again stops it at its next await.
+    """
+    deadline = time.monotonic() + give_up_after
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=retry_every)
+        if time.monotonic() > deadline:
+            log.warning(
+                "a stream's run did not stop within %.0f s of its cancellation", give_up_after
+            )
+            return
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -155,7 +156,10 @@ def test_streams_over_the_limit_are_429(limited: ServiceThread) -> None:
             assert (
                 c3.post("/chains/haiku/invoke", json={"input": {"topic": "x"}}).status_code == 200
             )
-        # both closed: the slots are free again
+        # both closed: the slots are free again as soon as the service sees it
+        deadline = time.monotonic() + 10
+        while c3.get("/health").json()["streams_in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.01)
         with c3.stream("POST", "/chains/haiku/stream", json={"input": {"topic": "x"}}) as r3:
             assert r3.status_code == 200
             assert [e.event for e in iter_sse(r3)][-1] == "end"
