@@ -414,6 +414,9 @@ def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
     variant = _variant(temperature, seed, default_seed)
     last_role = texts[-1][0]
     user_text = next((text for role, text in reversed(texts) if role == "user"), texts[-1][1])
+    if mode == "json_object":  # a schema given in the prompt, as users of JSON mode do
+        schema, user_text = _schema_in_prompt(texts, user_text)
+        mode = "json_schema" if schema is not None else mode
     analysis = analyse(user_text)
     choices = []
     for i in range(n):
@@ -439,6 +442,25 @@ def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
             pieces, finish = _cut(_written(analysis, seed_i), stop, max_tokens)
             choices.append(Choice(i, pieces, finish))
     return Answer(choices, prompt_tokens, prompt_text, stream, include_usage, model)
+
+
+def _schema_in_prompt(
+    texts: list[tuple[str, str]], user_text: str
+) -> tuple[dict[str, Any] | None, str]:
+    """A JSON Schema written into a message, and the user's text without it."""
+    for _, text in reversed(texts):
+        start, end = text.find("{"), text.rfind("}")
+        if start < 0 or end <= start or '"properties"' not in text:
+            continue
+        try:
+            schema = orjson.loads(text[start : end + 1])
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+            if text == user_text:
+                user_text = f"{text[:start]} {text[end + 1 :]}".strip()
+            return schema, user_text
+    return None, user_text
 
 
 def _structured(
@@ -1010,6 +1032,15 @@ class LocalModelApp:
         if plan.hang:
             rec.outcome = "hang"
             rec.status = await self._hang(receive)
+            if rec.status == 503:  # the server is stopping: release the client
+                error = BadRequest(
+                    "The local model is shutting down; the request was never answered "
+                    "(hang fault).",
+                    status=503,
+                    type_="server_error",
+                    code="service_unavailable",
+                )
+                await _send_error(send, error)
             return
         if plan.latency > 0:
             await asyncio.sleep(plan.latency)
