@@ -112,6 +112,11 @@ def outline_story(model: ModelArg = None) -> Runnable[dict[str, Any], dict[str, 
     3. the story's ``word_count``.
 
     Returns ``{"topic", "outline", "title", "story", "word_count"}``.
+
+    When a step fails during ``astream``/``astream_events`` (a missing variable, a
+    model error), the error reaches the caller as usual, but LangChain's
+    ``RunnableParallel`` streaming leaves the other branches' tasks unretrieved,
+    so asyncio may log "Task exception was never retrieved" for them.
     """
     name = "outline_story"
     llm = resolve_model(model)  # one model object for every step

@@ -19,6 +19,11 @@ Example (``examples/chains/limerick.toml``)::
     [defaults]                     # optional values for some variables
     mood = "cheerful"
 
+``name`` defaults to the file's stem. A spec cannot take the name of a
+built-in or registered chain, nor one another's: that is a :class:`SpecError`,
+not an override. Every ``*.toml`` file of the folder must be valid; a broken one
+is reported wherever the folder is read (listing, ``get_chain``, the CLI).
+
 A structured chain describes its output as a small JSON-Schema-like table,
 turned into a pydantic model (``pydantic.create_model``)::
 
