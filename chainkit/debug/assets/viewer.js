@@ -91,6 +91,7 @@
       }
     }
     visible = out;
+    invalidate();
     spacer.style.height = visible.length * ROW + "px";
     countEl.textContent = visible.length + " of " + N + " runs";
     countEl.setAttribute("data-visible", String(visible.length));
@@ -131,6 +132,7 @@
       ticks.appendChild(el);
     }
     zoomReset.disabled = win0 === 0 && win1 === span;
+    invalidate();
   }
 
   /* ------------------------------------------------------------- rendering */
@@ -173,16 +175,28 @@
     wait.style.width = r.f === null || end <= r.a ? "0" : Math.min(100, r.f / (end - r.a) * 100) + "%";
   }
 
-  var pending = false;
+  var pending = false, version = 0;
+  /* Row elements are bound to positions modulo the pool size, so a row keeps its
+     element while it stays in view and a scroll step fills only the rows that came
+     into view. `version` changes whenever every row must be redrawn. */
+  function invalidate() { version++; }
   function render() {
     var top = scroller.scrollTop - AXIS, height = scroller.clientHeight;
     var first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
     var last = Math.min(visible.length, Math.ceil((top + height) / ROW) + OVERSCAN);
-    while (pool.length < last - first) pool.push(makeRow());
-    for (var k = 0; k < pool.length; k++) {
-      var pos = first + k;
-      if (pos < last) fillRow(pool[k], visible[pos], pos);
-      else { pool[k].style.display = "none"; pool[k].removeAttribute("data-id"); }
+    while (pool.length < last - first) { pool.push(makeRow()); version++; }
+    var size = pool.length, used = new Uint8Array(size);
+    for (var pos = first; pos < last; pos++) {
+      var slot = pos % size, el = pool[slot], key = visible[pos] + ":" + pos + ":" + version;
+      used[slot] = 1;
+      if (el._ck !== key) { fillRow(el, visible[pos], pos); el._ck = key; }
+    }
+    for (var k = 0; k < size; k++) {
+      if (!used[k] && pool[k]._ck !== null) {
+        pool[k].style.display = "none";
+        pool[k].removeAttribute("data-id");
+        pool[k]._ck = null;
+      }
     }
   }
   function schedule() {
@@ -265,6 +279,7 @@
 
   function select(index) {
     selected = index;
+    invalidate();
     reveal(index);
     render();
     showDetail(index);
@@ -391,6 +406,9 @@
   drawAxis();
   window.ckViewer = {
     ready: true,
+    readyAt: performance.now(),
+    render: render,
+    applyFilter: applyFilter,
     total: N,
     visibleCount: function () { return visible.length; },
     select: function (id) {
