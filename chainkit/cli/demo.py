@@ -94,12 +94,12 @@ async def _stories(model: str | None) -> None:
     chain = get_chain("story", model=model)
     printer = StreamPrinter(labels=True)
 
-    async def story(topic: str) -> str:
+    async def write(topic: str) -> str:
         # astream, not ainvoke: a chat model fires token callbacks only when it streams
         config: Any = {"callbacks": [printer], "metadata": {"label": topic}}
         return "".join([chunk async for chunk in chain.astream({"topic": topic}, config)])
 
-    stories = await asyncio.gather(*(story(topic) for topic in TOPICS))
+    stories = await asyncio.gather(*(write(topic) for topic in TOPICS))
     for topic, story in zip(TOPICS, stories, strict=True):
         typer.echo(f"\nTopic: {topic}\nStory: {story}\n{'=' * 50}")
 
