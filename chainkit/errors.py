@@ -16,7 +16,8 @@ each as one line on stderr.
     │   ├── MissingVariableError      an input lacks a template variable
     │   ├── SpecError                 a chain spec file is invalid
     │   ├── InputError                an input line or value is malformed
-    │   └── ResumeMismatchError       resuming a result file made by another chain
+    │   ├── ResumeMismatchError       resuming a result file made by another chain
+    │   └── ChainNotPortableError     a chain cannot be sent to Ray workers
     └── ChainkitRunError              the work failed at run time
         ├── ModelUnavailableError     the model server cannot be reached
         ├── LocalServerError          the embedded local model failed to start
@@ -35,6 +36,7 @@ import re
 from collections.abc import Iterable
 
 __all__ = [
+    "ChainNotPortableError",
     "ChainkitError",
     "ChainkitRunError",
     "ConfigError",
@@ -200,6 +202,10 @@ class InputError(UserError):
 
 class ResumeMismatchError(UserError):
     """Resuming a result file that another chain or other settings produced."""
+
+
+class ChainNotPortableError(UserError):
+    """A chain cannot travel to Ray workers (it does not pickle); rebuild it by name instead."""
 
 
 class ChainkitRunError(ChainkitError, RuntimeError):

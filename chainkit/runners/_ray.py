@@ -2,35 +2,28 @@
 
 >>> report = await run_batch(chain, "inputs.jsonl", output="out.jsonl", backend="ray")
 
-How it works:
-
-- **The driver** (this process) reads the inputs lazily, exactly as the local
-  runner does (resume skips, bad lines, missing variables are settled here),
-  and hands *blocks* of items to Ray async actors. It never holds more than
+- **The driver** (this process) reads the inputs lazily as the local runner
+  does (resume skips, bad lines and missing variables are settled here) and
+  hands *blocks* of items to worker actors. It never holds more than
   ``workers * blocks_per_worker`` blocks in flight, so memory stays bounded
-  whatever the number of inputs. It alone writes the output file: same
-  format, resume, ordered output, progress and report as the local runner.
-- **Each worker actor** runs the local runner on its blocks (the ``sliding``
-  strategy, one retry layer, per-item timeouts and errors), with its own
-  ``max_concurrency``: blocks of one actor share one concurrency limit. Records
-  stream back to the driver as they finish (a Ray streaming generator, a few
-  records per message).
-- **Rate limits are global**: one limiter actor holds the ``rpm``/``tpm``
-  buckets every attempt of every worker draws from, and the 429 cool-down: a
-  worker that gets a 429 tells the limiter, which pauses every worker (each
-  also halves its own concurrency, as the local runner does).
-- **Chains travel** as a :class:`ChainRecipe` (a chain name, a model spec and
-  the folder of spec files: each worker builds it with ``get_chain``), or
-  pickled (cloudpickle) when given as a Runnable. OpenAI models travel as their
-  settings and are rebuilt with fresh HTTP clients; API keys never travel
-  (workers read theirs from their environment; only the local model's dummy
-  key is sent). A chain that does not pickle is refused up front with
-  :class:`~chainkit.errors.ChainNotPortableError` naming the part at fault.
+  whatever the number of inputs. It alone writes the output file: the same
+  format, resume, ordered output, progress and report as the local runner
+  (this module subclasses it).
+- **Each worker** runs the local runner on its blocks with its own
+  ``max_concurrency`` and streams records back as they finish (see
+  :mod:`chainkit.runners._ray_worker`). ``rpm``/``tpm`` are global: one
+  limiter actor holds the buckets. A 429 cools every worker down.
+- **Chains travel** as a :class:`ChainRecipe` or pickled (see
+  :mod:`chainkit.runners._ray_transport`).
 - **Faults**: when a worker dies mid-block, the items of the block it had not
-  returned are run again on a fresh worker; the driver keeps exactly one
-  record per input (a record for an index already delivered is dropped). A
-  block whose workers died ``max_block_retries + 1`` times gets error records
-  for its remaining items instead of looping forever.
+  returned run again on a fresh worker; the driver keeps exactly one record
+  per input (a second record for an index is dropped). After
+  ``max_block_retries`` deaths the remaining items of a block become error
+  records (``WorkerLostError``) rather than looping forever.
+- **Warm workers**: a batch that ends normally leaves its workers idle for
+  ``keep_workers`` seconds (default 60), and the next batch of this process
+  reuses them instead of starting new processes; :func:`release_ray_workers`
+  ends them at once.
 """
 
 from __future__ import annotations
@@ -38,13 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import io
 import logging
 import math
 import os
+import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,464 +45,26 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
-from pydantic import BaseModel, SecretStr
 
-from chainkit.errors import (
-    ChainkitError,
-    ChainkitRunError,
-    ChainNotPortableError,
-    ConfigError,
-    MissingAPIKeyError,
-)
+from chainkit.errors import ChainkitError, ChainkitRunError, ConfigError
 from chainkit.runners._inputs import InputItem, known_total
-from chainkit.runners._limits import AdaptiveConcurrency, RateLimits
 from chainkit.runners._progress import ProgressSink
+from chainkit.runners._ray_transport import ChainRecipe, Transport, transport_for
+from chainkit.runners._ray_worker import Limiter, Worker
 from chainkit.runners._records import ErrorInfo, ResultRecord
 from chainkit.runners._report import BatchReport
 from chainkit.runners._runner import _Batch
 
-__all__ = ["ChainRecipe", "RayBatchReport", "run_batch_ray"]
+__all__ = ["ChainRecipe", "RayBatchReport", "connect", "release_ray_workers", "run_batch_ray"]
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "chainkit"
-FLUSH_INTERVAL = 0.05  # seconds a worker collects finished records before sending them
-FLUSH_RECORDS = 256  # ... or this many, whichever comes first
 MAX_BLOCK_SIZE = 1024
-_WATCH_TIMEOUT = 5.0  # seconds a worker's cool-down long-poll waits before asking again
+WORKER_START_TIMEOUT = 300.0  # seconds a new worker may take to be placed and ready
 
 
-# ---------------------------------------------------------------------- chains
-
-
-@dataclass(frozen=True)
-class ChainRecipe:
-    """A chain that Ray workers build themselves: ``get_chain(name, model=..., chains_dir=...)``.
-
-    ``model`` is a model spec (``"openai:gpt-4o-mini"``, ``"local"``; default: a
-    spec file's own model, else ``$CHAINKIT_MODEL``, else ``local``), resolved
-    once on the driver so that every worker uses the same one. ``base_url``
-    overrides the OpenAI-compatible endpoint (default: ``$OPENAI_BASE_URL`` as
-    the driver sees it). ``local`` is the driver's embedded model, reached over
-    its loopback URL: fine for a local Ray instance; on a cluster, serve a
-    model the workers can reach (``chainkit local serve --host 0.0.0.0``) and
-    give its URL. API keys are not part of a recipe: workers read theirs from
-    their environment. Spec files must be readable at ``chains_dir`` on every
-    worker (a shared folder, or Ray's ``runtime_env={"working_dir": ...}``).
-    """
-
-    name: str
-    model: str | None = None
-    chains_dir: str | None = None
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)  # set only for the local dummy key
-
-    def resolved(self) -> ChainRecipe:
-        """The same recipe with the model spec and the endpoint fixed, as the driver sees them."""
-        from chainkit.models import DEFAULT_LOCAL_MODEL, default_spec, parse_spec
-
-        spec = self.model
-        if spec is None:
-            spec = self._spec_file_model() or default_spec()
-        provider, name = parse_spec(spec)
-        base_url, api_key = self.base_url, self.api_key
-        if provider == "local":
-            from chainkit.models.local import DUMMY_API_KEY, ensure_server
-
-            spec = f"openai:{name or DEFAULT_LOCAL_MODEL}"
-            base_url = base_url or ensure_server().base_url
-            api_key = DUMMY_API_KEY
-        elif provider == "openai":
-            base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        chains_dir = self.chains_dir
-        if chains_dir is None and os.environ.get("CHAINKIT_CHAINS_DIR"):
-            chains_dir = os.environ["CHAINKIT_CHAINS_DIR"]
-        if chains_dir is not None:
-            chains_dir = str(Path(chains_dir).resolve())
-        return ChainRecipe(self.name, spec, chains_dir, base_url, api_key)
-
-    def _spec_file_model(self) -> str | None:
-        from chainkit.chains import load_specs
-
-        found = load_specs(self.chains_dir).get(self.name)
-        return found[0].model if found is not None else None
-
-    def build(self) -> Runnable[Any, Any]:
-        """The chain itself (on the driver to identify it, on each worker to run it)."""
-        from chainkit.chains import get_chain
-        from chainkit.models import load_model, parse_spec
-
-        kwargs: dict[str, Any] = {}
-        if self.base_url:
-            kwargs["base_url"] = self.base_url
-        if self.api_key:
-            kwargs["api_key"] = self.api_key
-        model: Any = self.model
-        if kwargs:
-            if parse_spec(self.model)[0] != "openai":
-                raise ConfigError(
-                    f"ChainRecipe({self.name!r}): base_url works only with 'openai:<model>' or "
-                    f"'local' specs, not {self.model!r}"
-                )
-            model = load_model(self.model, **kwargs)
-        return get_chain(self.name, model=model, chains_dir=self.chains_dir)
-
-
-_CLIENT_FIELDS = frozenset(
-    {
-        "client",
-        "async_client",
-        "root_client",
-        "root_async_client",
-        "http_client",
-        "http_async_client",
-    }
-)
-
-
-def _rebuild_openai_model(cls: type[Any], settings: dict[str, Any], api_key: str | None) -> Any:
-    """Unpickle an OpenAI model: the same settings, fresh clients, the worker's own key."""
-    if api_key is not None:
-        settings = {**settings, "openai_api_key": SecretStr(api_key)}
-    return cls(**settings)
-
-
-def _openai_reduction(obj: Any) -> Any:
-    try:
-        from langchain_openai.chat_models.base import BaseChatOpenAI
-        from langchain_openai.llms.base import BaseOpenAI
-    except ImportError:  # pragma: no cover - langchain-openai is a dependency
-        return NotImplemented
-    if not isinstance(obj, BaseChatOpenAI | BaseOpenAI):
-        return NotImplemented
-    from chainkit.models.local import DUMMY_API_KEY
-
-    fields = type(obj).model_fields
-    settings: dict[str, Any] = {}
-    api_key: str | None = None
-    for name in obj.model_fields_set:
-        if name not in fields or name in _CLIENT_FIELDS:
-            continue
-        value = getattr(obj, name)
-        if isinstance(value, SecretStr):
-            if value.get_secret_value() == DUMMY_API_KEY and name == "openai_api_key":
-                api_key = DUMMY_API_KEY  # the local model's key is no secret
-            continue  # real keys stay here: the worker reads its own from its environment
-        settings[name] = value
-    return (_rebuild_openai_model, (type(obj), settings, api_key))
-
-
-@functools.cache
-def _pickler_class() -> type[Any]:
-    from ray import cloudpickle
-
-    base: Any = cloudpickle.Pickler
-
-    class ChainPickler(base):  # type: ignore[misc]
-        def reducer_override(self, obj: Any) -> Any:
-            reduced = _openai_reduction(obj)
-            if reduced is not NotImplemented:
-                return reduced
-            return super().reducer_override(obj)
-
-    return ChainPickler
-
-
-def pickle_chain(chain: Runnable[Any, Any]) -> bytes:
-    """``chain`` as bytes for the workers; :class:`ChainNotPortableError` when it cannot be."""
-    pickler = _pickler_class()
-    try:
-        return _dumps(pickler, chain)
-    except Exception as exc:  # noqa: BLE001 - any pickling failure is reported the same way
-        where = _unpicklable_part(pickler, chain, "chain", 0)
-        name = _chain_name(chain)
-        reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-        raise ChainNotPortableError(
-            f"chain {name!r} cannot be sent to the Ray workers: {where} does not pickle "
-            f"({reason[:200]}); pass ChainRecipe('<chain name>', model='<spec>') so each "
-            "worker builds it by name, or build the part that fails inside the workers"
-        ) from None
-
-
-def _dumps(pickler: type[Any], value: Any) -> bytes:
-    buffer = io.BytesIO()
-    pickler(buffer, protocol=5).dump(value)
-    return buffer.getvalue()
-
-
-def _unpicklable_part(pickler: type[Any], value: Any, path: str, depth: int) -> str:
-    """The deepest attribute path under ``value`` that fails to pickle (best effort)."""
-    children: list[tuple[str, Any]] = []
-    if isinstance(value, BaseModel):
-        children = [(f"{path}.{k}", getattr(value, k, None)) for k in type(value).model_fields]
-    elif isinstance(value, list | tuple):
-        children = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
-    elif isinstance(value, dict):
-        children = [(f"{path}[{k!r}]", v) for k, v in value.items()]
-    elif hasattr(value, "__dict__") and not isinstance(value, type):
-        children = [(f"{path}.{k}", v) for k, v in vars(value).items()]
-    if depth < 12:
-        for child_path, child in children:
-            try:
-                _dumps(pickler, child)
-            except Exception:  # noqa: BLE001 - looking for the part that fails
-                return _unpicklable_part(pickler, child, child_path, depth + 1)
-    return f"{path} ({type(value).__name__})"
-
-
-def _chain_name(chain: Runnable[Any, Any]) -> str:
-    try:
-        return chain.get_name()
-    except Exception:  # noqa: BLE001 - a custom runnable may fail here
-        return type(chain).__name__
-
-
-def _load_chain(transport: tuple[str, Any]) -> Runnable[Any, Any]:
-    kind, payload = transport
-    if kind == "recipe":
-        recipe: ChainRecipe = payload
-        return recipe.build()
-    from ray import cloudpickle
-
-    chain: Runnable[Any, Any] = cloudpickle.loads(payload)
-    return chain
-
-
-# ---------------------------------------------------------------------- shared limits
-
-
-class _Limiter:
-    """The Ray actor holding the batch's rate buckets and its 429 cool-down."""
-
-    def __init__(self, rpm: float | None, tpm: float | None) -> None:
-        self.limits = RateLimits.create(rpm, tpm)
-        self.cooldown_until = 0.0
-        self.version = 0
-        self._changed = asyncio.Event()
-
-    async def acquire(self, tokens: float) -> float:
-        """Sit out the cool-down, then take one request and ``tokens`` tokens; seconds waited."""
-        start = time.monotonic()
-        while True:
-            delay = self.cooldown_until - time.monotonic()
-            if delay <= 0:
-                break
-            await asyncio.sleep(delay)
-        await self.limits.acquire(tokens)
-        return time.monotonic() - start
-
-    def adjust(self, delta: float) -> None:
-        self.limits.adjust_tokens(delta)
-
-    def cool_down(self, pause: float) -> None:
-        """A worker got a 429: pause every worker for ``pause`` seconds."""
-        until = time.monotonic() + pause
-        if until > self.cooldown_until:
-            self.cooldown_until = until
-            self.version += 1
-            self._changed.set()
-            self._changed = asyncio.Event()
-
-    async def watch(self, version: int) -> tuple[int, float]:
-        """Wait (a while) for a cool-down newer than ``version``; its number and seconds left."""
-        if self.version == version:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), _WATCH_TIMEOUT)
-        return self.version, max(0.0, self.cooldown_until - time.monotonic())
-
-    def waited(self) -> float:
-        return self.limits.waited
-
-
-class _RemoteLimits(RateLimits):
-    """A worker's view of the limiter actor, in place of the local runner's buckets."""
-
-    def __init__(self, limiter: Any, *, requests: bool, tokens: bool) -> None:
-        super().__init__()
-        self._limiter = limiter
-        self._requests, self._tokens = requests, tokens
-
-    @property
-    def active(self) -> bool:
-        return self._requests or self._tokens
-
-    async def acquire(self, tokens: float) -> float:
-        waited = float(await self._limiter.acquire.remote(tokens))
-        self.waited += waited
-        return waited
-
-    def adjust_tokens(self, delta: float) -> None:
-        if self._tokens and delta:
-            self._limiter.adjust.remote(delta)
-
-
-class _SharedConcurrency(AdaptiveConcurrency):
-    """One worker's AIMD concurrency; its 429 cool-downs are announced to every worker."""
-
-    def __init__(self, limit: int, limiter: Any) -> None:
-        super().__init__(limit)
-        self._limiter = limiter
-
-    def on_rate_limited(self, pause: float) -> None:
-        super().on_rate_limited(pause)
-        self._limiter.cool_down.remote(max(pause, 0.05))
-
-    def cool_down_from_elsewhere(self, remaining: float) -> None:
-        """Another worker hit a 429: pause too, and back off like after one's own 429."""
-        now = time.monotonic()
-        self.cooldown_until = max(self.cooldown_until, now + remaining)
-        if now >= self._no_decrease_until and not math.isinf(self.limit):
-            self.limit = max(1.0, self.limit / 2.0)
-            self.min_limit = min(self.min_limit, self.limit)
-            self.decreases += 1
-            self._no_decrease_until = now + max(remaining, self.decrease_interval)
-
-
-# ---------------------------------------------------------------------- workers
-
-
-class _BlockBatch(_Batch):
-    """The local runner on one block of items, inside a worker (no file, no progress)."""
-
-    def __init__(
-        self,
-        chain: Runnable[Any, Any],
-        items: list[InputItem],
-        options: dict[str, Any],
-        state: _WorkerState,
-    ) -> None:
-        super().__init__(
-            chain,
-            items,
-            **options,
-            output=None,
-            resume=False,
-            retry_failed=False,
-            overwrite=False,
-            ordered=False,
-            callbacks=None,
-            progress=False,
-            strategy="sliding",
-            reorder_buffer=None,
-        )
-        self.keep_results = False
-        self.limits = state.limits
-        self.concurrency = state.concurrency
-        self._running = state.running  # blocks of one worker share its max_concurrency
-
-    async def _items(self) -> AsyncGenerator[InputItem, None]:
-        for item in self.inputs:
-            yield item
-
-
-@dataclass
-class _WorkerState:
-    limits: _RemoteLimits
-    concurrency: _SharedConcurrency
-    running: asyncio.Semaphore
-
-
-class _Worker:
-    """A Ray actor that runs blocks of a batch with the local runner and streams records back."""
-
-    def __init__(
-        self,
-        transport: tuple[str, Any],
-        options: dict[str, Any],
-        limiter: Any,
-        limited: tuple[bool, bool],
-    ) -> None:
-        self._transport = transport
-        self._options = options
-        self._limiter = limiter
-        self._limited = limited
-        self._chain: Runnable[Any, Any] | None = None
-        self._state: _WorkerState | None = None
-        self._watcher: asyncio.Task[None] | None = None
-        self._items = 0
-
-    async def setup(self) -> dict[str, Any] | None:
-        """Build the chain and start following cool-downs; a failure is returned, not raised
-        (chainkit's errors do not all survive Ray's exception pickling)."""
-        try:
-            chain = _load_chain(self._transport)
-            max_concurrency = int(self._options["max_concurrency"])
-            state = _WorkerState(
-                limits=_RemoteLimits(
-                    self._limiter, requests=self._limited[0], tokens=self._limited[1]
-                ),
-                concurrency=_SharedConcurrency(max_concurrency, self._limiter),
-                running=asyncio.Semaphore(max_concurrency),
-            )
-            _BlockBatch(chain, [], self._options, state)  # checks the chain once, up front
-        except Exception as exc:  # noqa: BLE001 - handed to the driver, raised there
-            return _failure(exc)
-        self._chain, self._state = chain, state
-        self._watcher = asyncio.create_task(self._watch())
-        return None
-
-    async def _watch(self) -> None:
-        version = 0
-        while True:
-            try:
-                newer, remaining = await self._limiter.watch.remote(version)
-            except Exception:  # noqa: BLE001 - the limiter is gone: the batch is ending
-                return
-            if newer != version and remaining > 0 and self._state is not None:
-                self._state.concurrency.cool_down_from_elsewhere(remaining)
-            version = newer
-
-    def stats(self) -> dict[str, Any]:
-        if self._state is None:
-            return {}
-        concurrency = self._state.concurrency
-        return {
-            "pid": os.getpid(),
-            "items": self._items,
-            "max_in_flight": concurrency.max_in_flight,
-            "rate_limited": concurrency.rate_limited,
-            "cooldown_waited": concurrency.cooldown_waited,
-            "min_limit": concurrency.min_limit,
-            "rate_limit_wait": self._state.limits.waited,
-        }
-
-    async def run_block(
-        self, rows: list[tuple[int, Any, Any, int | None]]
-    ) -> AsyncGenerator[tuple[list[ResultRecord], dict[str, Any] | None], None]:
-        """Yield ``(records, None)`` as items finish, then ``([], stats)``; ``stats`` holds a
-        ``failure`` when the block broke down (a bug, not an item's error)."""
-        if self._chain is None or self._state is None:
-            raise ChainkitRunError("a chainkit Ray worker ran a block before setup()")
-        items = [InputItem(index=i, value=v, id=k, line=line) for i, v, k, line in rows]
-        batch = _BlockBatch(self._chain, items, self._options, self._state)
-        finished: asyncio.Queue[ResultRecord] = asyncio.Queue()
-        task = asyncio.create_task(batch.run(sink=finished.put), name="chainkit-block")
-        try:
-            while True:
-                if finished.empty() and not task.done():
-                    await asyncio.wait([task], timeout=FLUSH_INTERVAL)
-                records: list[ResultRecord] = []
-                while not finished.empty() and len(records) < FLUSH_RECORDS:
-                    records.append(finished.get_nowait())
-                if records:
-                    self._items += len(records)
-                    yield records, None
-                elif task.done():
-                    break
-            try:
-                await task
-            except Exception as exc:  # noqa: BLE001 - handed to the driver, raised there
-                yield [], {"failure": _failure(exc)}
-                return
-            yield [], self.stats()
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-
-
-# ---------------------------------------------------------------------- driver
+# ---------------------------------------------------------------------- report
 
 
 @dataclass
@@ -521,6 +76,7 @@ class RayBatchReport(BatchReport):
     block_size: int = 0
     blocks: int = 0
     startup: float = 0.0
+    reused_workers: int = 0
     worker_restarts: int = 0
     rerun_items: int = 0
     duplicates_dropped: int = 0
@@ -531,6 +87,7 @@ class RayBatchReport(BatchReport):
         data["ray"] = {
             "workers": self.workers,
             "startup": round(self.startup, 3),
+            "reused_workers": self.reused_workers,
             "block_size": self.block_size,
             "blocks": self.blocks,
             "worker_restarts": self.worker_restarts,
@@ -555,6 +112,9 @@ class RayBatchReport(BatchReport):
         return rows
 
 
+# ---------------------------------------------------------------------- warm workers
+
+
 @dataclass
 class _WorkerRef:
     handle: Any
@@ -562,8 +122,68 @@ class _WorkerRef:
     alive: bool = True
 
 
+class _Parked:
+    """Idle workers of this process, kept for the next batch until ``keep`` seconds pass."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[str, float] | None = None
+        self._workers: list[_WorkerRef] = []
+        self._timer: threading.Timer | None = None
+
+    def take(self, ray: Any, key: tuple[str, float], count: int) -> list[_WorkerRef]:
+        """Up to ``count`` idle workers made with ``key``; others are ended (freeing CPUs)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            workers, self._workers = self._workers, []
+            matching = self._key == key
+            self._key = None
+        taken = workers[:count] if matching else []
+        for worker in workers[len(taken) :]:
+            _kill(ray, worker.handle)
+        return [_WorkerRef(w.handle, w.name) for w in taken]
+
+    def put(self, ray: Any, key: tuple[str, float], workers: list[_WorkerRef], keep: float) -> None:
+        with self._lock:
+            stale = self._workers if self._key != key else []
+            self._workers = ([] if stale else self._workers) + workers
+            self._key = key
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(keep, self.release, args=(ray,))
+            self._timer.daemon = True
+            self._timer.start()
+        for worker in stale:
+            _kill(ray, worker.handle)
+
+    def release(self, ray: Any = None) -> int:
+        with self._lock:
+            workers, self._workers, self._key = self._workers, [], None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        if workers:
+            ray = ray or _import_ray()
+            for worker in workers:
+                _kill(ray, worker.handle)
+        return len(workers)
+
+
+_parked = _Parked()
+
+
+def release_ray_workers() -> int:
+    """End the idle Ray workers kept for the next batch (freeing their CPUs); how many."""
+    return _parked.release()
+
+
+# ---------------------------------------------------------------------- worker pool
+
+
 class _Pool:
-    """The worker actors of one batch: a queue of free slots, replacements for dead ones."""
+    """The workers of one batch: a queue of free slots, replacements for dead workers."""
 
     def __init__(
         self,
@@ -571,81 +191,104 @@ class _Pool:
         *,
         size: int,
         slots: int,
-        transport: tuple[str, Any],
+        transport: Transport,
         options: dict[str, Any],
-        limited: tuple[bool, bool],
         rpm: float | None,
         tpm: float | None,
         cpus: float,
         max_restarts: int,
+        on_error: Callable[[BaseException], None],
     ) -> None:
         self.ray = ray
+        self.on_error = on_error
         self.size, self.slots = size, slots
-        self.transport, self.options, self.limited = transport, options, limited
+        self.transport, self.options = transport, options
+        self.limited = (rpm is not None, tpm is not None)
         self.cpus = cpus
+        self.key = (str(ray.get_runtime_context().get_job_id()), cpus)
         self.max_restarts = max_restarts
         self.restarts = 0
-        self.run_id = uuid.uuid4().hex[:8]
-        self.limiter = (
-            _remote(ray, _Limiter)
-            .options(
-                name=f"chainkit-{self.run_id}-limiter",
-                namespace=NAMESPACE,
-                num_cpus=0,
-                max_concurrency=max(1000, 4 * size * int(options["max_concurrency"])),
+        self.reused = 0
+        self.limiter: Any = None
+        if rpm is not None or tpm is not None:
+            limit = int(options["max_concurrency"])
+            self.limiter = (
+                _remote(ray, Limiter)
+                .options(
+                    name=f"chainkit-limiter-{uuid.uuid4().hex[:8]}",
+                    namespace=NAMESPACE,
+                    num_cpus=0,
+                    max_concurrency=max(1000, 4 * size * limit),
+                )
+                .remote(rpm, tpm)
             )
-            .remote(rpm, tpm)
-        )
         self.free: asyncio.Queue[_WorkerRef] = asyncio.Queue()
         self.workers: list[_WorkerRef] = []
         self.stats: dict[str, dict[str, Any]] = {}
         self.closed = False
-        self._spawned = 0
+        self._replacing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        tasks = [asyncio.create_task(self._spawn()) for _ in range(self.size)]
+        warm = _parked.take(self.ray, self.key, self.size)
+        tasks = [asyncio.create_task(self._spawn(handle)) for handle in warm]
+        tasks += [asyncio.create_task(self._spawn()) for _ in range(self.size - len(warm))]
         try:
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
 
-    async def _spawn(self) -> None:
-        while True:
-            name = f"chainkit-{self.run_id}-worker-{self._spawned}"
-            self._spawned += 1
-            handle = (
-                _remote(self.ray, _Worker)
-                .options(
-                    name=name,
-                    namespace=NAMESPACE,
-                    num_cpus=self.cpus,
-                    max_concurrency=self.slots + 2,
-                    max_restarts=0,
-                    max_task_retries=0,
-                    scheduling_strategy="SPREAD",
-                )
-                .remote(self.transport, self.options, self.limiter, self.limited)
+    def _new_worker(self) -> _WorkerRef:
+        name = f"chainkit-worker-{uuid.uuid4().hex[:8]}"
+        handle = (
+            _remote(self.ray, Worker)
+            .options(
+                name=name,
+                namespace=NAMESPACE,
+                num_cpus=self.cpus,
+                max_concurrency=self.slots + 4,
+                max_restarts=0,
+                max_task_retries=0,
+                scheduling_strategy="SPREAD",
             )
-            worker = _WorkerRef(handle, name)
+            .remote()
+        )
+        return _WorkerRef(handle, name)
+
+    async def _spawn(self, warm: _WorkerRef | None = None) -> None:
+        """Get one worker ready (a warm one when given, else a new one), retrying lost ones."""
+        while not self.closed:
+            worker = warm if warm is not None else self._new_worker()
+            handle = worker.handle
             self.workers.append(worker)
             try:
-                failure = await handle.setup.remote()
+                ready = await asyncio.wait_for(
+                    handle.setup.remote(self.transport, self.options, self.limiter, self.limited),
+                    None if warm is not None else WORKER_START_TIMEOUT,
+                )
+            except TimeoutError:
+                worker.alive = False
+                _kill(self.ray, handle)
+                raise ChainkitRunError(
+                    f"a Ray worker was not ready within {WORKER_START_TIMEOUT:.0f} s: the "
+                    f"cluster may lack room for it (each worker reserves {self.cpus:g} CPU); "
+                    "use fewer --workers, or check `ray status`"
+                ) from None
             except Exception as exc:  # noqa: BLE001 - Ray's errors: sorted just below
                 worker.alive = False
                 _kill(self.ray, handle)
                 if not _is_lost(self.ray, exc):
                     raise _worker_error(self.ray, exc) from None
-                self._count_restart(exc)
+                if warm is None:
+                    self._count_restart(exc)
+                warm = None  # a parked worker that died meanwhile: start a new one
                 continue
-            if failure is not None:
+            if "failure" in ready:
                 worker.alive = False
                 _kill(self.ray, handle)
-                raise _failure_error(failure)
-            if self.closed:
-                worker.alive = False
-                _kill(self.ray, handle)
-                return
+                raise failure_error(ready["failure"])
+            if warm is not None:
+                self.reused += 1
             for _ in range(self.slots):
                 self.free.put_nowait(worker)
             return
@@ -668,21 +311,46 @@ class _Pool:
         if worker.alive:
             self.free.put_nowait(worker)
 
-    async def lost(self, worker: _WorkerRef, exc: BaseException) -> None:
-        """``worker`` died (or cannot be reached): make sure it is gone, start another."""
+    def lost(self, worker: _WorkerRef, exc: BaseException) -> None:
+        """``worker`` died or cannot be reached: make sure it is gone, start another (in the
+        background: the other workers take the lost items meanwhile)."""
         if not worker.alive or self.closed:
             return  # another block saw it first and replaced it, or the batch is ending
         worker.alive = False
         log.warning("Ray worker %s lost (%s); starting another", worker.name, _first_line(exc))
         _kill(self.ray, worker.handle)
         self._count_restart(exc)
-        await self._spawn()
+        task = asyncio.create_task(self._spawn(), name="chainkit-replace-worker")
+        self._replacing.add(task)
+        task.add_done_callback(self._replaced)
 
-    def shutdown(self) -> None:
-        self.closed = True
+    def _replaced(self, task: asyncio.Task[None]) -> None:
+        self._replacing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.on_error(task.exception() or ChainkitRunError("a Ray worker did not start"))
+
+    def cool_down(self, pause: float, source: _WorkerRef) -> None:
+        """Relay a worker's 429 cool-down to every other worker."""
         for worker in self.workers:
-            _kill(self.ray, worker.handle)
-        _kill(self.ray, self.limiter)
+            if worker.alive and worker is not source:
+                with contextlib.suppress(Exception):
+                    worker.handle.cool_down.remote(pause)
+
+    def shutdown(self, *, keep: float) -> None:
+        """End the batch's actors; with ``keep`` > 0 the live workers wait for the next batch."""
+        if self.closed:
+            return
+        self.closed = True
+        for task in self._replacing:
+            task.cancel()
+        alive = [w for w in self.workers if w.alive]
+        if keep > 0 and alive:
+            _parked.put(self.ray, self.key, alive, keep)
+        else:
+            for worker in alive:
+                _kill(self.ray, worker.handle)
+        if self.limiter is not None:
+            _kill(self.ray, self.limiter)
 
 
 @functools.cache
@@ -709,21 +377,11 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def _failure(exc: BaseException) -> dict[str, Any]:
-    """An exception raised in a worker, as plain data the driver turns back into an error."""
-    return {
-        "type": type(exc).__name__,
-        "chainkit": isinstance(exc, ChainkitError),
-        "message": str(exc),
-        "env_var": getattr(exc, "env_var", None) if isinstance(exc, MissingAPIKeyError) else None,
-    }
-
-
-def _failure_error(failure: dict[str, Any]) -> BaseException:
+def failure_error(failure: dict[str, Any]) -> BaseException:
     """The driver's exception for a worker's ``failure``: the same chainkit class when it was
-    one (built without its constructor: the message is already made), else a run error."""
-    if failure.get("env_var"):
-        env_var = failure["env_var"]
+    one (made without its constructor: the message is already made), else a run error."""
+    env_var = failure.get("env_var")
+    if env_var:
         return ConfigError(
             f"the Ray workers have no {env_var}: API keys are not sent to workers; set "
             f"{env_var} in their environment (the cluster's, or "
@@ -748,6 +406,9 @@ def _worker_error(ray: Any, exc: BaseException) -> BaseException:
     return ChainkitRunError(f"a Ray worker failed: {_first_line(cause or exc)}")
 
 
+# ---------------------------------------------------------------------- driver
+
+
 class _RayBatch(_Batch):
     """The driver: reads inputs, dispatches blocks to workers, writes what comes back."""
 
@@ -757,12 +418,13 @@ class _RayBatch(_Batch):
         inputs: Any,
         *,
         ray: Any,
-        transport: tuple[str, Any],
+        transport: Transport,
         workers: int,
         worker_cpus: float,
         block_size: int | None,
         blocks_per_worker: int,
         max_block_retries: int,
+        keep_workers: float,
         worker_options: dict[str, Any],
         **kwargs: Any,
     ) -> None:
@@ -773,21 +435,23 @@ class _RayBatch(_Batch):
         self.worker_cpus = worker_cpus
         self.blocks_per_worker = blocks_per_worker
         self.max_block_retries = max_block_retries
+        self.keep_workers = keep_workers
         self.worker_options = worker_options
-        total = known_total(inputs)
         if block_size is None:
             block_size = min(MAX_BLOCK_SIZE, 4 * self.max_concurrency)
-            if total:
+            total = known_total(inputs)
+            if total:  # small batches: every worker gets work
                 block_size = min(block_size, math.ceil(total / (workers * blocks_per_worker)))
         self.block_size = max(1, block_size)
         self.max_blocks = workers * blocks_per_worker
-        in_flight = self.max_blocks * self.block_size
-        # every read item holds a slot until written: blocks in flight + the reorder buffer
-        self._open = asyncio.Semaphore(in_flight + self.reorder_buffer + self.block_size)
+        # every item read holds a slot until its record is written
+        self._open = asyncio.Semaphore(
+            self.max_blocks * self.block_size + self.reorder_buffer + self.block_size
+        )
         base = self.report
         self.ray_report = RayBatchReport(
             chain=base.chain,
-            strategy="sliding",
+            strategy=base.strategy,
             max_concurrency=self.max_concurrency,
             output=base.output,
             notes=list(base.notes),
@@ -796,7 +460,9 @@ class _RayBatch(_Batch):
         )
         self.report = self.ray_report
         self._fatal: BaseException | None = None
+        self._failure = asyncio.Event()
         self._pool: _Pool | None = None
+        self._finished = False
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -807,30 +473,37 @@ class _RayBatch(_Batch):
         }
 
     async def _run_sliding(self) -> None:
-        limited = (self.rpm is not None, self.tpm is not None)
         pool = _Pool(
             self.ray,
             size=self.workers,
             slots=self.blocks_per_worker,
             transport=self.transport,
             options=self.worker_options,
-            limited=limited,
             rpm=self.rpm,
             tpm=self.tpm,
             cpus=self.worker_cpus,
             max_restarts=max(4, 2 * self.workers),
+            on_error=self._fail,
         )
         self._pool = pool  # shut down in _finish, after in-flight blocks had their grace
         started = time.monotonic()
         await pool.start()
         self.ray_report.startup = time.monotonic() - started
-        log.info("%d Ray workers ready in %.1f s", self.workers, self.ray_report.startup)
+        self.ray_report.reused_workers = pool.reused
+        log.info(
+            "%d Ray workers ready in %.1f s (%d reused)",
+            self.workers,
+            self.ray_report.startup,
+            pool.reused,
+        )
         await self._dispatch(pool)
+        self._finished = True
 
     def _finish(self, finished: bool) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._collect(self._pool)
+        pool = self._pool
+        if pool is not None:
+            pool.shutdown(keep=self.keep_workers if self._finished else 0.0)
+            self._collect(pool)
         super()._finish(finished)
 
     def _failed(self) -> bool:
@@ -840,6 +513,7 @@ class _RayBatch(_Batch):
         """A block cannot go on (a worker raised, workers keep dying): stop the batch."""
         if self._fatal is None:
             self._fatal = exc
+        self._failure.set()
         self._open.release()  # wake the reader if it waits for room in the writer
 
     async def _dispatch(self, pool: _Pool) -> None:
@@ -847,8 +521,7 @@ class _RayBatch(_Batch):
         items = self._items()
         try:
             while not self._failed():
-                await room.acquire()
-                if self._failed():
+                if not await self._unless_failed(room.acquire()):
                     break
                 try:
                     block, more = await self._read_block(items)
@@ -867,17 +540,29 @@ class _RayBatch(_Batch):
                     break
         finally:
             await items.aclose()
-        while self._tasks and self._fatal is None:
-            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+        while self._tasks and not self._failed():
+            await self._unless_failed(asyncio.wait(set(self._tasks)))
         if self._fatal is not None:
             raise self._fatal
+
+    async def _unless_failed(self, awaitable: Awaitable[Any]) -> bool:
+        """Await ``awaitable`` unless the batch fails first (then cancel it); True if done."""
+        waiter = asyncio.ensure_future(awaitable)
+        failed = asyncio.ensure_future(self._failure.wait())
+        try:
+            await asyncio.wait({waiter, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failed.cancel()
+            if not waiter.done():
+                waiter.cancel()
+        return not waiter.cancelled()
 
     async def _read_block(
         self, items: AsyncGenerator[InputItem, None]
     ) -> tuple[list[tuple[int, InputItem]], bool]:
         """Up to ``block_size`` items (with their output sequence numbers); False when done."""
         block: list[tuple[int, InputItem]] = []
-        while len(block) < self.block_size and self._fatal is None:
+        while len(block) < self.block_size and not self._failed():
             if block and self._open.locked():
                 break  # do not sit on a partial block while the writer catches up
             await self._open.acquire()
@@ -901,14 +586,14 @@ class _RayBatch(_Batch):
         return block, True
 
     async def _drive(self, pool: _Pool, block: list[tuple[int, InputItem]]) -> None:
-        """Run one block to the end: on a worker, and again elsewhere for what a dead one lost."""
+        """Run one block to its end: on a worker, and again elsewhere for what a dead one lost."""
         pending = {item.index: (seq, item) for seq, item in block}
         deaths = 0
         try:
             while pending and not pool.closed:
                 worker = await pool.acquire()
                 try:
-                    await self._run_on(worker, pending)
+                    await self._run_on(pool, worker, pending)
                 except ChainkitError:  # the worker reported a failure of its own
                     pool.release(worker)
                     raise
@@ -921,40 +606,42 @@ class _RayBatch(_Batch):
                     if deaths > self.max_block_retries:
                         await self._give_up(pending, exc, deaths)
                         return
-                    await pool.lost(worker, exc)
+                    pool.lost(worker, exc)
                 else:
                     pool.release(worker)
-                    if pending:  # finished without them: never expected; run them again
+                    if pending:  # the worker ended the block without them: run them again
                         log.warning("a Ray worker skipped %d items; rerunning them", len(pending))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - handed to the dispatcher, raised there
             self._fail(exc)
 
-    async def _run_on(self, worker: _WorkerRef, pending: dict[int, tuple[int, InputItem]]) -> None:
+    async def _run_on(
+        self, pool: _Pool, worker: _WorkerRef, pending: dict[int, tuple[int, InputItem]]
+    ) -> None:
         rows = [(item.index, item.value, item.id, item.line) for _, item in pending.values()]
         self._active += len(rows)
-        sent = len(rows)
+        unfinished = len(rows)
         try:
-            stream = worker.handle.run_block.remote(rows)
-            async for ref in stream:
-                records, stats = await ref
-                if stats is not None and "failure" in stats:
-                    raise _failure_error(stats["failure"])
+            async for ref in worker.handle.run_block.remote(rows):
+                records, info = await ref
                 for record in records:
                     entry = pending.pop(record.index, None)
-                    if entry is None:
+                    if entry is None:  # already written (a rerun of a lost block's item)
                         self.ray_report.duplicates_dropped += 1
                         continue
-                    sent -= 1
+                    unfinished -= 1
                     self._active -= 1
                     await self._deliver(entry[0], record)
-                if stats is not None:
-                    self.ray_report.items_per_worker[worker.name] = stats["items"]
-                    if self._pool is not None:
-                        self._pool.stats[worker.name] = stats
+                if "cooldown" in info:
+                    pool.cool_down(float(info["cooldown"]), worker)
+                if "stats" in info:
+                    pool.stats[worker.name] = info["stats"]
+                    self.ray_report.items_per_worker[worker.name] = info["stats"]["items"]
+                if "failure" in info:
+                    raise failure_error(info["failure"])
         finally:
-            self._active -= sent
+            self._active -= unfinished
 
     async def _give_up(
         self, pending: dict[int, tuple[int, InputItem]], exc: BaseException, deaths: int
@@ -984,9 +671,9 @@ class _RayBatch(_Batch):
             await self._deliver(seq, record)
 
     def _collect(self, pool: _Pool) -> None:
-        """Fold the workers' counters into the report (through the parent's fields)."""
+        """Fold the workers' counters into the report (through the local runner's fields)."""
         self.ray_report.worker_restarts = pool.restarts
-        stats = list(pool.stats.values())
+        stats = [s for s in pool.stats.values() if s]
         if not stats:
             return
         self.concurrency.max_in_flight = sum(s["max_in_flight"] for s in stats)
@@ -1010,9 +697,12 @@ def _import_ray() -> Any:
 
 
 def connect(ray_address: str | None = None) -> Any:
-    """Join the Ray cluster at ``ray_address`` ("auto", "ray://host:10001", "host:6379"),
-    or start a local Ray instance when it is None (``$RAY_ADDRESS`` is joined when set).
-    Does nothing when Ray is already initialized in this process."""
+    """Join the Ray cluster at ``ray_address`` ("auto", "ray://head:10001", "head:6379"), or
+    start a local Ray instance when it is None (``$RAY_ADDRESS`` is joined when set).
+
+    Does nothing when Ray is already initialized in this process. Returns the
+    ``ray`` module.
+    """
     ray = _import_ray()
     if ray.is_initialized():
         if ray_address is not None:
@@ -1030,7 +720,7 @@ def connect(ray_address: str | None = None) -> Any:
         where = ray_address or os.environ.get("RAY_ADDRESS") or "a local Ray instance"
         raise ConfigError(
             f"cannot start or join Ray at {where}: {_first_line(exc)}; check --ray-address "
-            "(auto, ray://host:10001 or host:6379) and that the cluster is up (ray status)"
+            "(auto, ray://head:10001 or head:6379) and that the cluster is up (`ray status`)"
         ) from None
     return ray
 
@@ -1052,6 +742,7 @@ async def run_batch_ray(
     blocks_per_worker: int = 2,
     worker_cpus: float | None = None,
     max_block_retries: int = 3,
+    keep_workers: float = 60.0,
     max_concurrency: int = 8,
     rpm: float | None = None,
     tpm: float | None = None,
@@ -1076,31 +767,34 @@ async def run_batch_ray(
 ) -> RayBatchReport:
     """:func:`~chainkit.runners.run_batch` on a Ray cluster (``run_batch(..., backend="ray")``).
 
-    Same semantics and options as the local runner (one record per input, the
-    same output file, resume, ordered output, progress, the report), plus:
+    The same semantics and options as the local runner (one record per input,
+    the same output file, resume, ordered output, progress, the report), plus:
 
     Args:
         chain: a Runnable (sent to the workers pickled; OpenAI models as their
-            settings) or a :class:`ChainRecipe` (each worker builds it by name).
+            settings, keys left out) or a :class:`ChainRecipe` (each worker builds it).
         ray_address: the cluster to join ("auto", "ray://head:10001"); None starts
             a local Ray instance (or joins ``$RAY_ADDRESS``). Ignored when Ray is
             already initialized in this process.
         workers: worker actors (default: one per CPU of the cluster).
         block_size: items handed to a worker at a time (default
-            ``4 * max_concurrency``, capped so that every worker gets work).
-        blocks_per_worker: blocks queued per worker (2: one running while the
-            next is on its way); the driver holds at most ``workers * blocks_per_worker``.
-        worker_cpus: CPUs each worker reserves (default ``min(1, cpus / workers)``).
-        max_block_retries: how many times a block's unfinished items are run
-            again after their worker died, before they become error records.
+            ``4 * max_concurrency``, smaller for small batches so every worker gets some).
+        blocks_per_worker: blocks queued per worker (2: the next one is there when
+            one ends); the driver holds at most ``workers * blocks_per_worker`` blocks.
+        worker_cpus: CPUs each worker reserves (default ``min(1, cluster CPUs / workers)``).
+        max_block_retries: how many times the unfinished items of a block run again
+            after their worker died, before they become ``WorkerLostError`` records.
+        keep_workers: seconds the workers of a finished batch stay up for this
+            process's next batch (0: end them at once).
         max_concurrency: items in flight *per worker*.
         rpm, tpm: requests / tokens per minute for the *whole* batch, all workers.
 
     Raises:
-        ConfigError: Ray is not installed or cannot be reached; an option that does
-            not apply on Ray (``callbacks``, a strategy other than ``sliding``).
+        ConfigError: Ray is missing or unreachable; an option that does not apply
+            on Ray (``callbacks``, a strategy other than ``sliding``).
         ChainNotPortableError: ``chain`` cannot be pickled.
-        ChainkitRunError: workers kept dying (what finished is written: resume).
+        ChainkitRunError: workers kept dying, or none could start (what finished
+            is written: resume).
     """
     if strategy.replace("_", "-").lower() != "sliding":
         raise ConfigError(
@@ -1120,22 +814,12 @@ async def run_batch_ray(
         raise ConfigError(f"blocks_per_worker must be >= 1, got {blocks_per_worker!r}")
     if max_block_retries < 0:
         raise ConfigError(f"max_block_retries must be >= 0, got {max_block_retries!r}")
+    if worker_cpus is not None and worker_cpus < 0:
+        raise ConfigError(f"worker_cpus must be >= 0, got {worker_cpus!r}")
 
-    transport: tuple[str, Any]
+    runnable, transport = transport_for(chain)
     if isinstance(chain, ChainRecipe):
-        recipe = chain.resolved()
-        runnable = recipe.build()
-        transport = ("recipe", recipe)
-        name = name or recipe.name
-    elif isinstance(chain, Runnable):
-        runnable = chain
-        transport = ("pickle", pickle_chain(chain))
-    else:
-        raise ConfigError(
-            "run_batch(backend='ray') needs a Runnable or a ChainRecipe, "
-            f"got {type(chain).__name__}"
-        )
-
+        name = name or chain.name
     ray = connect(ray_address)
     cpus = _cluster_cpus(ray)
     count = workers if workers is not None else max(1, int(cpus))
@@ -1165,6 +849,7 @@ async def run_batch_ray(
         block_size=block_size,
         blocks_per_worker=blocks_per_worker,
         max_block_retries=max_block_retries,
+        keep_workers=keep_workers,
         worker_options=options,
         max_concurrency=max_concurrency,
         rpm=rpm,

@@ -26,7 +26,15 @@ from pydantic import BaseModel, SecretStr
 
 from chainkit.errors import ChainNotPortableError, ConfigError
 
-__all__ = ["ChainRecipe", "Transport", "load_chain", "pickle_chain", "transport_for"]
+__all__ = [
+    "ChainRecipe",
+    "Transport",
+    "is_openai_model",
+    "load_chain",
+    "model_settings",
+    "pickle_chain",
+    "transport_for",
+]
 
 Transport = tuple[str, Any]  # ("recipe", ChainRecipe) or ("pickle", bytes)
 
@@ -116,6 +124,30 @@ _CLIENT_FIELDS = frozenset(
 )
 
 
+def is_openai_model(value: Any) -> bool:
+    """Whether ``value`` is a langchain-openai model (chat or completion)."""
+    try:
+        from langchain_openai.chat_models.base import BaseChatOpenAI
+        from langchain_openai.llms.base import BaseOpenAI
+    except ImportError:  # pragma: no cover - langchain-openai is a dependency
+        return False
+    return isinstance(value, BaseChatOpenAI | BaseOpenAI)
+
+
+def model_settings(model: Any, *, secrets: bool) -> dict[str, Any]:
+    """The settings ``model`` was made with, without its clients (and secrets unless asked)."""
+    fields = type(model).model_fields
+    settings: dict[str, Any] = {}
+    for name in model.model_fields_set:
+        if name not in fields or name in _CLIENT_FIELDS:
+            continue
+        value = getattr(model, name)
+        if isinstance(value, SecretStr) and not secrets:
+            continue
+        settings[name] = value
+    return settings
+
+
 def _rebuild_openai_model(cls: type[Any], settings: dict[str, Any], api_key: str | None) -> Any:
     """Unpickle an OpenAI model: the same settings, fresh clients, the worker's own key."""
     if api_key is not None:
@@ -124,28 +156,16 @@ def _rebuild_openai_model(cls: type[Any], settings: dict[str, Any], api_key: str
 
 
 def _openai_reduction(obj: Any) -> Any:
-    try:
-        from langchain_openai.chat_models.base import BaseChatOpenAI
-        from langchain_openai.llms.base import BaseOpenAI
-    except ImportError:  # pragma: no cover - langchain-openai is a dependency
-        return NotImplemented
-    if not isinstance(obj, BaseChatOpenAI | BaseOpenAI):
+    if not is_openai_model(obj):
         return NotImplemented
     from chainkit.models.local import DUMMY_API_KEY
 
-    fields = type(obj).model_fields
-    settings: dict[str, Any] = {}
-    api_key: str | None = None
-    for name in obj.model_fields_set:
-        if name not in fields or name in _CLIENT_FIELDS:
-            continue
-        value = getattr(obj, name)
-        if isinstance(value, SecretStr):
-            if value.get_secret_value() == DUMMY_API_KEY and name == "openai_api_key":
-                api_key = DUMMY_API_KEY  # the local model's key is no secret
-            continue  # real keys stay here: the worker reads its own from its environment
-        settings[name] = value
-    return (_rebuild_openai_model, (type(obj), settings, api_key))
+    key = getattr(obj, "openai_api_key", None)
+    # real keys stay here (the worker reads its own from its environment); the local
+    # model's dummy key is no secret
+    dummy = isinstance(key, SecretStr) and key.get_secret_value() == DUMMY_API_KEY
+    settings = model_settings(obj, secrets=False)
+    return (_rebuild_openai_model, (type(obj), settings, DUMMY_API_KEY if dummy else None))
 
 
 @functools.cache

@@ -9,6 +9,11 @@ slots instead of doubling the concurrency.
 Workers are generic: the chain and the options come with :meth:`Worker.setup`,
 so the driver can reuse a warm worker for its next batch.
 
+Each worker has one async HTTP pool for its OpenAI models, made on the
+actor's event loop (which lives as long as the actor) and given to the models
+as ``http_async_client``: the local runner would otherwise open (and close)
+a pool for every block, and making one costs ~0.15 s (its TLS context).
+
 Global limits:
 
 - ``rpm``/``tpm`` buckets live in one :class:`Limiter` actor; every attempt of
@@ -32,11 +37,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import Runnable
+from pydantic import BaseModel
 
 from chainkit.errors import ChainkitError, ChainkitRunError, MissingAPIKeyError
 from chainkit.runners._inputs import InputItem
 from chainkit.runners._limits import AdaptiveConcurrency, RateLimits
-from chainkit.runners._ray_transport import Transport, load_chain
+from chainkit.runners._ray_transport import (
+    Transport,
+    is_openai_model,
+    load_chain,
+    model_settings,
+)
 from chainkit.runners._records import ResultRecord
 from chainkit.runners._runner import _Batch
 
@@ -147,12 +158,53 @@ class BlockBatch(_Batch):
             yield item
 
 
+def with_http_pool(value: Any, pool: Any, depth: int = 0) -> Any:
+    """``value`` with every OpenAI model in it rebuilt on ``pool`` (copies; none changed)."""
+    if depth > 60:
+        return value
+    if is_openai_model(value):
+        if getattr(value, "http_async_client", None) is not None:
+            return value
+        return type(value)(**model_settings(value, secrets=True), http_async_client=pool)
+    if isinstance(value, BaseModel) and isinstance(value, Runnable):
+        updates: dict[str, Any] = {}
+        for key in type(value).model_fields:
+            current = getattr(value, key, None)
+            new = _with_http_pool_field(current, pool, depth + 1)
+            if new is not current:
+                updates[key] = new
+        return value.model_copy(update=updates) if updates else value
+    return value
+
+
+def _with_http_pool_field(value: Any, pool: Any, depth: int) -> Any:
+    if isinstance(value, Runnable):
+        return with_http_pool(value, pool, depth)
+    if isinstance(value, list | tuple):
+        items = [_with_http_pool_field(v, pool, depth) for v in value]
+        if any(a is not b for a, b in zip(items, value, strict=True)):
+            return type(value)(items) if isinstance(value, list) else tuple(items)
+        return value
+    if isinstance(value, dict):
+        mapped = {k: _with_http_pool_field(v, pool, depth) for k, v in value.items()}
+        return mapped if any(mapped[k] is not v for k, v in value.items()) else value
+    return value
+
+
 class Worker:
     """A Ray actor running blocks of a batch with the local runner, streaming records back."""
 
     def __init__(self) -> None:
         self._state: WorkerState | None = None
         self._transport: Transport | None = None
+        self._pool: Any = None
+
+    def _http_pool(self) -> Any:
+        if self._pool is None:
+            import openai
+
+            self._pool = openai.DefaultAsyncHttpxClient()
+        return self._pool
 
     async def setup(
         self,
@@ -171,7 +223,7 @@ class Worker:
             if self._state is not None and self._transport == transport:
                 chain = self._state.chain
             else:
-                chain = load_chain(transport)
+                chain = with_http_pool(load_chain(transport), self._http_pool())
             limit = int(options["max_concurrency"])
             state = WorkerState(
                 chain=chain,
