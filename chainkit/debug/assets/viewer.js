@@ -122,12 +122,16 @@
     for (var i = 0; i < steps.length; i++) if (steps[i] * p >= raw) return steps[i] * p;
     return 10 * p;
   }
+  function fmtTick(ms, step) {
+    if (step >= 1000) return (ms / 1000).toFixed(Math.max(0, -Math.floor(Math.log10(step / 1000)))) + " s";
+    return ms.toFixed(Math.max(0, -Math.floor(Math.log10(step)))) + " ms";
+  }
   function drawAxis() {
     ticks.textContent = "";
     var range = win1 - win0, width = ticks.clientWidth || 600;
     var step = niceStep(range, Math.max(2, Math.floor(width / 90)));
     for (var t = Math.ceil(win0 / step) * step; t <= win1 + 1e-9; t += step) {
-      var el = h("div", { cls: "tick", text: fmtMs(t) });
+      var el = h("div", { cls: "tick", text: fmtTick(t, step) });
       el.style.left = ((t - win0) / range * 100) + "%";
       ticks.appendChild(el);
     }
