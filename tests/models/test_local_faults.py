@@ -36,10 +36,19 @@ def calm() -> Iterator[LocalModelServer]:
         yield server
 
 
+_http = httpx.Client(timeout=30)  # one client: creating one per request is slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_http() -> Iterator[None]:
+    yield
+    _http.close()
+
+
 def _post(server: LocalModelServer, header: str | None = None, **body: object) -> httpx.Response:
     payload = {"model": "m", "messages": _messages("hello"), **body}
     headers = {HEADER: header} if header is not None else {}
-    return httpx.post(f"{server.base_url}/chat/completions", json=payload, headers=headers)
+    return _http.post(f"{server.base_url}/chat/completions", json=payload, headers=headers)
 
 
 def test_429_carries_retry_after_and_openai_error(calm: LocalModelServer) -> None:

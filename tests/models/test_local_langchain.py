@@ -167,10 +167,10 @@ def test_structured_output_nested_model(chat: ChatOpenAI, method: str) -> None:
 # pydantic warns about the `parsed` field's type; it happens against api.openai.com too.
 @pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
 def test_structured_output_default_method_streams(chat: ChatOpenAI) -> None:
-    structured = chat.with_structured_output(Book)
-    prompt = "Describe a poetry book about sparkling water"
+    structured = chat.with_structured_output(Author)
+    prompt = "Who wrote a poetry book about sparkling water?"
     streamed = list(structured.stream(prompt))
-    assert isinstance(streamed[-1], Book)
+    assert isinstance(streamed[-1], Author)
     assert streamed[-1] == structured.invoke(prompt)
 
 

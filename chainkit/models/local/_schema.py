@@ -22,7 +22,8 @@ from chainkit.models.local._text import Analysis, Rng, title_case, write
 
 __all__ = ["SchemaValues", "json_object"]
 
-_MAX_DEPTH = 6
+_MAX_DEPTH = 8
+_OPTIONAL_DEPTH = 2  # below this depth, optional fields are omitted and Optional ones null
 _TEXT_FIELDS = (
     "summary", "description", "content", "text", "body", "answer", "explanation",
     "reason", "reasoning", "response", "message", "output", "result", "details", "story",
@@ -116,8 +117,10 @@ class SchemaValues:
             return isinstance(option, dict) and option.get("type") == "null"
 
         real = [o for o in options if not is_null(o)]
-        if not real or depth >= _MAX_DEPTH:
-            return options[0] if not real else {"type": "null"}
+        if not real:
+            return options[0]
+        if len(real) < len(options) and depth >= _OPTIONAL_DEPTH:
+            return {"type": "null"}  # deep Optional fields (often recursive) stay empty
         return real[0]
 
     def _pick_enum(self, values: list[Any], name: str) -> Any:
@@ -137,8 +140,8 @@ class SchemaValues:
         required = set(required) if isinstance(required, list) else set(props)
         result: dict[str, Any] = {}
         for key, sub in props.items():
-            # Optional fields are filled too unless a depth limit says otherwise.
-            if key in required or depth < _MAX_DEPTH - 2:
+            # fields that are not required are filled too, near the top
+            if key in required or depth < _OPTIONAL_DEPTH:
                 result[key] = self.value(sub, key, depth + 1)
         min_props = schema.get("minProperties")
         extra = schema.get("additionalProperties")

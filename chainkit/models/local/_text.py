@@ -13,10 +13,12 @@ punctuation mark is one (:func:`tokenize`); usage counts use the same rule.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -546,26 +548,46 @@ def _write_story(a: Analysis, rng: random.Random) -> str:
     return "\n\n".join(" ".join(p) for p in (p1, p2, p3))
 
 
-def _number_fact(number: str, rng: random.Random) -> str:
-    if number in _FAMOUS_NUMBERS and rng.random() < 0.75:
-        return _FAMOUS_NUMBERS[number]
+def _number_facts(number: str) -> list[str]:
+    """True sentences about ``number`` (without the final period)."""
+    facts = []
+    if number in _FAMOUS_NUMBERS:
+        facts.append(_FAMOUS_NUMBERS[number])
     try:
         n = int(number)
     except ValueError:
-        return f"it is written with {len(number.replace('.', ''))} digits"
-    facts = []
+        value = Fraction(number).limit_denominator(1000)
+        low = math.floor(value)
+        return [
+            *facts,
+            f"it lies between the whole numbers {low} and {low + 1}",
+            f"as a fraction it can be written as {value.numerator}/{value.denominator}",
+        ]
     if n > 1:
         factors = _prime_factors(n)
-        if len(factors) == 1:
-            facts.append("it is a prime number, divisible only by 1 and itself")
+        if factors == [n]:
+            facts.append(f"it is a prime number, so it can only be divided evenly by 1 and {n}")
         else:
             listed = ", ".join(str(f) for f in factors[:-1]) + f" and {factors[-1]}"
-            facts.append(
-                f"it is {'even' if n % 2 == 0 else 'odd'}, and its prime factors are {listed}"
-            )
+            parity = "an even" if n % 2 == 0 else "an odd"
+            facts.append(f"it is {parity} number whose prime factors are {listed}")
     if n >= 0:
-        facts.append(f"in binary it is written as {n:b}")
-    return rng.choice(facts) if facts else f"it is {'even' if n % 2 == 0 else 'odd'}"
+        facts.append(f"in binary it is written as {n:b}, and in Roman numerals as {_roman(n)}")
+    facts.append(f"it comes right after {n - 1} and just before {n + 1}")
+    return facts
+
+
+def _roman(n: int) -> str:
+    if not 0 < n < 4000:
+        return "nothing at all" if n == 0 else "a very long string of Ms"
+    out = []
+    for value, letters in (
+        (1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"), (90, "XC"),
+        (50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I"),
+    ):  # fmt: skip
+        count, n = divmod(n, value)
+        out.append(letters * count)
+    return "".join(out)
 
 
 def _prime_factors(n: int) -> list[int]:
@@ -584,7 +606,17 @@ def _prime_factors(n: int) -> list[int]:
 def _write_fact(a: Analysis, rng: random.Random) -> str:
     if a.numbers:
         number = a.numbers[0]
-        return f"Here is a fact about the number {number}: {_number_fact(number, rng)}."
+        facts = _number_facts(number)
+        first = facts[0] if number in _FAMOUS_NUMBERS else rng.choice(facts[:-1] or facts)
+        sentence = f"Here is a fact about the number {number}: {first}."
+        if count_tokens(sentence) < 26:
+            fitting = [
+                more
+                for more in (f"{sentence} Also, {f}." for f in facts if f != first)
+                if count_tokens(more) <= 40
+            ]
+            sentence = rng.choice(fitting) if fitting else sentence
+        return sentence
     topic = _short_topic(a)
     known = _knowledge(a)
     if known:
