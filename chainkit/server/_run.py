@@ -93,9 +93,10 @@ def serve(
     sock = _bind(host, port)
     url = _url(host, sock.getsockname()[1])
     server = uvicorn.Server(_config(app, host, sock.getsockname()[1]))
-    log.info("chainkit service listening on %s (docs at %s/docs)", url, url)
     if on_ready is not None:
         on_ready(url)
+    else:
+        log.info("chainkit service listening on %s (docs at %s/docs)", url, url)
     try:
         server.run(sockets=[sock])
     finally:

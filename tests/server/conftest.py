@@ -29,11 +29,15 @@ TOKEN = "test-token-0123456789abcdef"
 
 
 def chat_model(server: LocalModelServer, **kwargs: Any) -> ChatOpenAI:
-    """The real ChatOpenAI on ``server``, with an HTTP client of its own (one per app)."""
+    """The real ChatOpenAI on ``server``, with an HTTP client of its own (one per app).
+
+    Answers are cut at 64 tokens: long enough to stream, short enough to be quick.
+    """
     settings: dict[str, Any] = {
         "base_url": server.base_url,
         "model": "chainkit-local",
         "temperature": 0,
+        "max_tokens": 64,
         "max_retries": 0,
         "stream_usage": True,
         "http_async_client": openai.DefaultAsyncHttpxClient(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 
@@ -148,16 +149,17 @@ def test_stream_events_of_a_nested_chain(client: httpx.Client) -> None:
 
 
 async def test_fifty_concurrent_streams_complete_and_stay_separate(
-    slow_service: ServiceThread, slow_model: LocalModelServer, service: ServiceThread
+    slow_service: ServiceThread, slow_model: LocalModelServer
 ) -> None:
     topics = [f"topic number {i}" for i in range(50)]
     slow_model.reset_stats()
 
     async def one(client: httpx.AsyncClient, topic: str) -> tuple[str, str, str]:
-        body = {"input": {"topic": topic}, "config": {"run_name": "haiku"}}
         texts: list[str] = []
         end: dict[str, object] = {}
-        async with client.stream("POST", "/chains/haiku/stream", json=body) as r:
+        async with client.stream(
+            "POST", "/chains/haiku/stream", json={"input": {"topic": topic}}
+        ) as r:
             assert r.status_code == 200
             event = ""
             async for line in r.aiter_lines():
@@ -176,19 +178,12 @@ async def test_fifty_concurrent_streams_complete_and_stay_separate(
     limits = httpx.Limits(max_connections=100)
     async with httpx.AsyncClient(base_url=slow_service.url, timeout=60, limits=limits) as c:
         results = await asyncio.gather(*(one(c, t) for t in topics))
-    # the same texts, asked for in one batch of a calm model (the text depends only on
-    # the messages, the model name and the settings, not on the server's pace)
-    async with httpx.AsyncClient(base_url=service.url, timeout=60) as calm:
-        batch = await calm.post(
-            "/chains/haiku/batch",
-            json={"inputs": [{"topic": t} for t in topics], "max_concurrency": 16},
-        )
-    expected = [item["output"] for item in batch.json()["results"]]
     assert len(results) == 50
-    for (topic, streamed, end_output), want in zip(results, expected, strict=True):
-        assert streamed == end_output == want, topic
-    assert len(set(expected)) > 40  # the outputs really differ per topic
+    for topic, streamed, end_output in results:
+        # every stream got its own text: the local model writes the topic into the haiku
+        assert streamed == end_output, topic
+        assert re.search(rf"\b{topic}\b", streamed, re.IGNORECASE), (topic, streamed)
     stats = slow_model.stats()
-    assert stats["streams"]["completed"] >= 50
+    assert stats["streams"]["completed"] == 50
     assert stats["streams"]["cut_client"] == 0
-    assert stats["max_in_flight"] > 16  # the streams overlapped (more than a batch's cap)
+    assert stats["max_in_flight"] > 10  # the streams overlapped
