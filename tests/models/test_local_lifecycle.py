@@ -176,3 +176,38 @@ def test_use_local_model_sets_env(monkeypatch: pytest.MonkeyPatch) -> None:
     server = use_local_model()
     assert os.environ["OPENAI_BASE_URL"] == server.base_url
     assert os.environ["OPENAI_API_KEY"] == DUMMY_API_KEY
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "chainkit.models.local", "--port", "0", "--error-statuses", "429,503"],
+        ["-c", "from chainkit.cli import console_main; console_main()", "local", "serve",
+         "--port", "0", "--token-delay", "0.001", "--seed", "3"],
+    ],
+    ids=["python -m", "chainkit local serve"],
+)  # fmt: skip
+def test_standalone_server_says_where_it_listens(argv: list[str]) -> None:
+    import re
+    import signal
+
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, *argv], stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"OPENAI_BASE_URL=(\S+) OPENAI_API_KEY=(\S+)", line)
+        assert match, line
+        with openai.OpenAI(base_url=match.group(1), api_key=match.group(2)) as client:
+            chunks = list(
+                client.completions.create(model="m", prompt="hi", max_tokens=5, stream=True)
+            )
+        assert len(chunks) == 6
+    finally:
+        proc.send_signal(signal.SIGTERM if "-m" in argv else signal.SIGINT)
+        assert proc.wait(10) in (0, 130)
+        if proc.stderr is not None:
+            rest = proc.stderr.read()
+            proc.stderr.close()
+            assert "Traceback" not in rest

@@ -1,0 +1,637 @@
+"""Reading OpenAI requests: validation with OpenAI's error messages, and the answers.
+
+A request body becomes an :class:`Answer`: its choices as token pieces (text, JSON
+or tool-call argument fragments) with their finish reasons, and the token counts.
+Anything malformed raises :class:`BadRequest`, which renders as OpenAI's error JSON.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from chainkit.models.local._schema import SchemaValues, json_object
+from chainkit.models.local._text import (
+    Analysis,
+    Rng,
+    analyse,
+    count_tokens,
+    stable_seed,
+    tokenize,
+    write,
+)
+
+__all__ = [
+    "COMPLETIONS_DEFAULT_MAX_TOKENS",
+    "Answer",
+    "BadRequest",
+    "Choice",
+    "json_body",
+    "parse_chat",
+    "parse_completion",
+]
+
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # as OpenAI's legacy completions endpoint
+
+# fmt: off
+_CHAT_FIELDS = frozenset((
+    "messages", "model", "audio", "frequency_penalty", "function_call", "functions",
+    "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "metadata", "modalities",
+    "moderation", "n", "parallel_tool_calls", "prediction", "presence_penalty",
+    "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention", "reasoning_effort",
+    "response_format", "safety_identifier", "seed", "service_tier", "stop", "store", "stream",
+    "stream_options", "temperature", "tool_choice", "tools", "top_logprobs", "top_p", "user",
+    "verbosity", "web_search_options",
+))
+# fmt: on
+# fmt: off
+_COMPLETION_FIELDS = frozenset((
+    "model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs",
+    "max_tokens", "n", "presence_penalty", "seed", "stop", "stream", "stream_options", "suffix",
+    "temperature", "top_p", "user",
+))
+# fmt: on
+_ROLES = ("system", "assistant", "user", "function", "tool", "developer")
+
+
+class BadRequest(Exception):  # noqa: N818 - named after the HTTP status
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int = 400,
+        type_: str = "invalid_request_error",
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+        self.status = status
+        self.type = type_
+        self.headers = headers or []
+
+    def body(self) -> bytes:
+        return orjson.dumps(
+            {
+                "error": {
+                    "message": self.message,
+                    "type": self.type,
+                    "param": self.param,
+                    "code": self.code,
+                }
+            }
+        )
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _invalid_type(param: str, expected: str, value: Any) -> BadRequest:
+    return BadRequest(
+        f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)} instead.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def _missing(param: str) -> BadRequest:
+    return BadRequest(
+        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+    )
+
+
+def _opt_int(body: dict[str, Any], name: str, lo: int, hi: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid_type(name, "an integer", value)
+    if value < lo:
+        raise BadRequest(
+            f"Invalid '{name}': integer below minimum value. Expected a value >= {lo}, "
+            f"but got {value} instead.",
+            param=name,
+            code="integer_below_min_value",
+        )
+    if hi is not None and value > hi:
+        raise BadRequest(
+            f"Invalid '{name}': integer above maximum value. Expected a value <= {hi}, "
+            f"but got {value} instead.",
+            param=name,
+            code="integer_above_max_value",
+        )
+    return value
+
+
+def _opt_number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _invalid_type(name, "a decimal", value)
+    if not lo <= value <= hi:
+        side = "below minimum" if value < lo else "above maximum"
+        bound = f">= {lo:g}" if value < lo else f"<= {hi:g}"
+        raise BadRequest(
+            f"Invalid '{name}': decimal {side} value. Expected a value {bound}, "
+            f"but got {value:g} instead.",
+            param=name,
+            code=f"decimal_{side.replace(' ', '_')}_value",
+        )
+    return float(value)
+
+
+def _opt_bool(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _invalid_type(name, "a boolean", value)
+    return value
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is None:
+        raise _missing("model")
+    if not isinstance(model, str):
+        raise _invalid_type("model", "a string", model)
+    if not model:
+        raise BadRequest("you must provide a model parameter", param="model")
+    return model
+
+
+def _stop(body: dict[str, Any]) -> tuple[str, ...]:
+    stop = body.get("stop")
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        return (stop,) if stop else ()
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        if len(stop) > 4:
+            raise BadRequest(
+                f"Invalid 'stop': array too long. Expected an array with maximum length 4, "
+                f"but got an array with length {len(stop)} instead.",
+                param="stop",
+                code="array_above_max_length",
+            )
+        return tuple(s for s in stop if s)
+    raise _invalid_type("stop", "a string or an array of strings", stop)
+
+
+def _include_usage(body: dict[str, Any], stream: bool) -> bool:
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise _invalid_type("stream_options", "an object", options)
+    if not stream:
+        raise BadRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+            code="invalid_value",
+        )
+    value = options.get("include_usage")
+    if value is not None and not isinstance(value, bool):
+        raise _invalid_type("stream_options.include_usage", "a boolean", value)
+    return bool(value)
+
+
+def _unknown_fields(body: dict[str, Any], known: frozenset[str]) -> None:
+    for key in body:
+        if key not in known:
+            raise BadRequest(f"Unrecognized request argument supplied: {key}")
+
+
+def _content_text(content: Any, param: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for i, part in enumerate(content):
+            if not isinstance(part, dict):
+                raise _invalid_type(f"{param}[{i}]", "an object", part)
+            if part.get("type") in ("text", "input_text", "refusal"):
+                text = part.get("text", part.get("refusal"))
+                if not isinstance(text, str):
+                    raise _invalid_type(f"{param}[{i}].text", "a string", text)
+                parts.append(text)
+        return "\n".join(parts)
+    raise _invalid_type(param, "one of a string or array of objects", content)
+
+
+# ------------------------------------------------------------------ requests
+
+
+@dataclass(slots=True)
+class Choice:
+    """One answer: its pieces (content tokens or argument fragments) and why it ended."""
+
+    index: int
+    pieces: list[str]
+    finish_reason: str
+    tool_calls: list[tuple[str, str, list[str]]] | None = None  # (id, name, fragments)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def tokens(self) -> int:
+        if self.tool_calls is not None:
+            return sum(len(frags) + 1 for _, _, frags in self.tool_calls)
+        return len(self.pieces)
+
+
+@dataclass(slots=True)
+class Answer:
+    choices: list[Choice]
+    prompt_tokens: int
+    prompt_text: str
+    stream: bool
+    include_usage: bool
+    model: str
+    echo_prompts: list[str] = field(default_factory=list)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(c.tokens for c in self.choices)
+
+
+def _cut(text: str, stop: tuple[str, ...], max_tokens: int | None) -> tuple[list[str], str]:
+    finish = "stop"
+    if stop:
+        cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+        if cuts:
+            text = text[: min(cuts)]
+    pieces = tokenize(text)
+    if max_tokens is not None and len(pieces) > max_tokens:
+        pieces = pieces[:max_tokens]
+        finish = "length"
+    return pieces, finish
+
+
+def _variant(temperature: float | None, seed: int | None, default_seed: int) -> tuple[Any, ...]:
+    if temperature == 0:
+        return ("t0",)
+    return (
+        "t",
+        temperature if temperature is not None else 1.0,
+        seed if seed is not None else default_seed,
+    )
+
+
+def _messages(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The validated messages, and (role, text) for each."""
+    messages = body.get("messages")
+    if messages is None:
+        raise _missing("messages")
+    if not isinstance(messages, list):
+        raise _invalid_type("messages", "an array", messages)
+    if not messages:
+        raise BadRequest(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+            "but got an empty array instead.",
+            param="messages",
+            code="empty_array",
+        )
+    texts: list[tuple[str, str]] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise _invalid_type(f"messages[{i}]", "an object", msg)
+        role = msg.get("role")
+        if role is None:
+            raise _missing(f"messages[{i}].role")
+        if role not in _ROLES:
+            raise BadRequest(
+                f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', "
+                f"'user', 'function', 'tool', and 'developer'.",
+                param=f"messages[{i}].role",
+                code="invalid_value",
+            )
+        if "content" not in msg and role in ("user", "system", "developer", "tool"):
+            raise _missing(f"messages[{i}].content")
+        texts.append((role, _content_text(msg.get("content"), f"messages[{i}].content")))
+    return messages, texts
+
+
+@lru_cache(maxsize=2048)
+def _written(analysis: Analysis, seed: int) -> str:
+    """The text for ``analysis`` with templates chosen by ``seed`` (cached)."""
+    return write(analysis, Rng(seed))
+
+
+def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
+    _unknown_fields(body, _CHAT_FIELDS)
+    model = _model(body)
+    messages, texts = _messages(body)
+    stream = _opt_bool(body, "stream")
+    include_usage = _include_usage(body, stream)
+    n = _opt_int(body, "n", 1, 128) or 1
+    max_tokens = _opt_int(body, "max_completion_tokens", 1)
+    if max_tokens is None:
+        max_tokens = _opt_int(body, "max_tokens", 1)
+    temperature = _opt_number(body, "temperature", 0, 2)
+    _opt_number(body, "top_p", 0, 1)
+    _opt_number(body, "presence_penalty", -2, 2)
+    _opt_number(body, "frequency_penalty", -2, 2)
+    seed = _opt_int(body, "seed", -(2**63))
+    stop = _stop(body)
+    mode, schema, tools, forced = _structured(body)
+
+    prompt_text = "\n".join(text for _, text in texts)
+    prompt_tokens = sum(count_tokens(text) + 4 for _, text in texts) + 3
+    if tools:
+        prompt_tokens += count_tokens(orjson.dumps(tools).decode())
+    variant = _variant(temperature, seed, default_seed)
+    last_role = texts[-1][0]
+    user_text = next((text for role, text in reversed(texts) if role == "user"), texts[-1][1])
+    if mode == "json_object":  # a schema given in the prompt, as users of JSON mode do
+        schema, user_text = _schema_in_prompt(texts, user_text)
+        mode = "json_schema" if schema is not None else mode
+    analysis = analyse(user_text)
+    choices = []
+    for i in range(n):
+        seed_i = stable_seed("chat", prompt_text, model, variant, i)
+        if last_role in ("tool", "function"):
+            text = _tool_result_answer(messages, user_text)
+            pieces, finish = _cut(text, stop, max_tokens)
+            choices.append(Choice(i, pieces, finish))
+        elif tools and (forced is not None or last_role == "user"):
+            rng = Rng(seed_i)
+            call = _tool_call(tools, forced, analysis, rng, f"{prompt_text}{i}")
+            choices.append(_tool_choice(i, call, max_tokens))
+        elif mode in ("json_schema", "json_object"):
+            rng = Rng(seed_i)
+            value = (
+                SchemaValues(schema, analysis, rng).value(schema)
+                if mode == "json_schema" and schema is not None
+                else json_object(analysis, rng)
+            )
+            pieces, finish = _cut(orjson.dumps(value).decode(), (), max_tokens)
+            choices.append(Choice(i, pieces, finish))
+        else:
+            pieces, finish = _cut(_written(analysis, seed_i), stop, max_tokens)
+            choices.append(Choice(i, pieces, finish))
+    return Answer(choices, prompt_tokens, prompt_text, stream, include_usage, model)
+
+
+def _schema_in_prompt(
+    texts: list[tuple[str, str]], user_text: str
+) -> tuple[dict[str, Any] | None, str]:
+    """A JSON Schema written into a message, and the user's text without it."""
+    for _, text in reversed(texts):
+        start, end = text.find("{"), text.rfind("}")
+        if start < 0 or end <= start or '"properties"' not in text:
+            continue
+        try:
+            schema = orjson.loads(text[start : end + 1])
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+            if text == user_text:
+                user_text = f"{text[:start]} {text[end + 1 :]}".strip()
+            return schema, user_text
+    return None, user_text
+
+
+def _structured(
+    body: dict[str, Any],
+) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]] | None, str | None]:
+    """(mode, schema, tools, forced tool name) from response_format / tools / tool_choice."""
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _invalid_type("tools", "an array", tools)
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                raise _invalid_type(f"tools[{i}]", "an object", tool)
+            function = tool.get("function")
+            if not isinstance(function, dict):
+                raise _missing(f"tools[{i}].function")
+            if not isinstance(function.get("name"), str):
+                raise _missing(f"tools[{i}].function.name")
+            params = function.get("parameters")
+            if params is not None and not isinstance(params, dict):
+                raise _invalid_type(f"tools[{i}].function.parameters", "an object", params)
+    choice = body.get("tool_choice")
+    forced: str | None = None  # "" = any tool, a name = that tool, None = the model decides
+    if tools:
+        if choice in (None, "auto"):
+            pass
+        elif choice == "none":
+            tools = None
+        elif choice in ("required", "any"):
+            forced = ""
+        elif isinstance(choice, dict):
+            name = (
+                (choice.get("function") or {}).get("name")
+                if isinstance(choice.get("function"), dict)
+                else None
+            )
+            if not isinstance(name, str) or name not in {t["function"]["name"] for t in tools}:
+                raise BadRequest(
+                    f"Invalid value for 'tool_choice': function {name!r} is not in 'tools'.",
+                    param="tool_choice",
+                    code="invalid_value",
+                )
+            forced = name
+        else:
+            raise BadRequest(
+                f"Invalid value: {choice!r}. Supported values are: 'none', 'auto', and 'required'.",
+                param="tool_choice",
+                code="invalid_value",
+            )
+        return "tools", None, tools, forced
+    fmt = body.get("response_format")
+    if fmt is None:
+        return "text", None, None, None
+    if not isinstance(fmt, dict):
+        raise _invalid_type("response_format", "an object", fmt)
+    kind = fmt.get("type")
+    if kind == "text":
+        return "text", None, None, None
+    if kind == "json_object":
+        return "json_object", None, None, None
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict):
+            raise _missing("response_format.json_schema")
+        schema = spec.get("schema", {})
+        if not isinstance(schema, dict):
+            raise _invalid_type("response_format.json_schema.schema", "an object", schema)
+        return "json_schema", schema, None, None
+    raise BadRequest(
+        f"Invalid value: {kind!r}. Supported values are: 'text', 'json_object', and 'json_schema'.",
+        param="response_format.type",
+        code="invalid_value",
+    )
+
+
+def _tool_call(
+    tools: list[dict[str, Any]],
+    forced: str | None,
+    analysis: Analysis,
+    rng: random.Random,
+    salt: str,
+) -> tuple[str, str, str]:
+    """(call id, function name, JSON arguments) for the tool the prompt calls for."""
+    if forced:
+        tool = next(t for t in tools if t["function"]["name"] == forced)
+    else:
+        tool = _best_tool(tools, analysis)
+    function = tool["function"]
+    schema = function.get("parameters") or {"type": "object", "properties": {}}
+    args = SchemaValues(schema, analysis, rng).value(schema)
+    if not isinstance(args, dict):
+        args = {}
+    call_id = f"call_{stable_seed('call', salt, function['name']):016x}"
+    return call_id, function["name"], orjson.dumps(args).decode()
+
+
+def _tool_choice(index: int, call: tuple[str, str, str], max_tokens: int | None) -> Choice:
+    call_id, name, arguments = call
+    fragments, finish = _cut(arguments, (), max_tokens)
+    finish = "length" if finish == "length" else "tool_calls"
+    return Choice(index, fragments, finish, [(call_id, name, fragments)])
+
+
+def _best_tool(tools: list[dict[str, Any]], analysis: Analysis) -> dict[str, Any]:
+    words = {w.lower() for w in tokenize(analysis.text.lower()) if w.strip().isalnum()}
+    words = {w.strip() for w in words}
+
+    def score(tool: dict[str, Any]) -> int:
+        function = tool["function"]
+        text = f"{function['name'].replace('_', ' ')} {function.get('description') or ''}"
+        return sum(1 for w in set(text.lower().split()) if w.strip(".,") in words)
+
+    return max(tools, key=score)  # ties: the first listed
+
+
+def _tool_result_answer(messages: list[Any], question: str) -> str:
+    results: list[tuple[str, str]] = []
+    names: dict[str, str] = {}
+    for msg in messages:
+        for call in msg.get("tool_calls") or ():
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                names[str(call.get("id"))] = str(call["function"].get("name", "tool"))
+    for msg in reversed(messages):
+        if msg.get("role") not in ("tool", "function"):
+            break
+        name = msg.get("name") or names.get(str(msg.get("tool_call_id")), "tool")
+        content = _content_text(msg.get("content"), "content").strip()
+        results.append((str(name), content))
+    results.reverse()
+    said = "; ".join(f"the {name} tool returned {content}" for name, content in results)
+    said = said[:1].upper() + said[1:]
+    answer = results[-1][1] if results else ""
+    if question and len(answer) < 200:
+        return f'{said}. So the answer to "{question.strip()}" is {answer}.'
+    return f"{said}."
+
+
+def parse_completion(body: dict[str, Any], default_seed: int) -> Answer:
+    _unknown_fields(body, _COMPLETION_FIELDS)
+    model = _model(body)
+    prompt = body.get("prompt")
+    if prompt is None:
+        raise _missing("prompt")
+    prompts: list[str]
+    if isinstance(prompt, str):
+        prompts = [prompt]
+    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        prompts = list(prompt)
+    elif (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(p, int) and not isinstance(p, bool) for p in prompt)
+    ):
+        prompts = [" ".join(str(p) for p in prompt)]
+    elif (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(p, list) and all(isinstance(x, int) for x in p) for p in prompt)
+    ):
+        prompts = [" ".join(str(x) for x in p) for p in prompt]
+    else:
+        raise _invalid_type(
+            "prompt", "a string, an array of strings or an array of token arrays", prompt
+        )
+    stream = _opt_bool(body, "stream")
+    include_usage = _include_usage(body, stream)
+    n = _opt_int(body, "n", 1, 128) or 1
+    _opt_int(body, "best_of", 1, 20)
+    _opt_int(body, "logprobs", 0, 5)
+    max_tokens = _opt_int(body, "max_tokens", 0)
+    if max_tokens is None:
+        max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS
+    temperature = _opt_number(body, "temperature", 0, 2)
+    _opt_number(body, "top_p", 0, 1)
+    _opt_number(body, "presence_penalty", -2, 2)
+    _opt_number(body, "frequency_penalty", -2, 2)
+    seed = _opt_int(body, "seed", -(2**63))
+    echo = _opt_bool(body, "echo")
+    stop = _stop(body)
+    variant = _variant(temperature, seed, default_seed)
+    choices = []
+    for p_index, text in enumerate(prompts):
+        analysis = analyse(text)
+        lead = "" if not text or text[-1].isspace() else "\n\n"
+        for j in range(n):
+            seed_j = stable_seed("completion", text, model, variant, j)
+            pieces, finish = _cut(lead + _written(analysis, seed_j), stop, max_tokens)
+            choices.append(Choice(p_index * n + j, pieces, finish))
+    answer = Answer(
+        choices,
+        sum(count_tokens(p) for p in prompts),
+        "\n".join(prompts),
+        stream,
+        include_usage,
+        model,
+    )
+    if echo:
+        answer.echo_prompts = [p for p in prompts for _ in range(n)]
+    return answer
+
+
+def json_body(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest(
+            "We could not parse the JSON body of your request. The API expects "
+            "a JSON payload, but what was sent was not valid JSON."
+        ) from None
+    if not isinstance(payload, dict):
+        raise BadRequest(
+            f"Invalid type for request body: expected an object, but got "
+            f"{_type_name(payload)} instead.",
+            code="invalid_type",
+        )
+    return payload
