@@ -284,7 +284,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(state.model)  # start the local model before the first request
+        try:  # load the model (start the local one) before the first request
+            await asyncio.to_thread(state.model)
+        except Exception as exc:  # noqa: BLE001 - requests will answer 503 with the reason
+            log.warning(
+                "the service's model did not load: %s: %s", type(exc).__name__, one_line(str(exc))
+            )
         try:
             yield
         finally:

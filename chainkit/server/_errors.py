@@ -8,6 +8,7 @@ MissingVariableError                  422     missing_variable
 request body not valid                422     invalid_request
 other UserError (InputError, ...)     422     invalid_input
 ConfigError (a chain's model)         503     model_not_configured
+SpecError (a spec file on the server) 503     bad_chain_spec
 openai.APIStatusError (model answer)  502     upstream_error
 openai.APITimeoutError, TimeoutError  504     upstream_timeout
 openai.APIConnectionError             502     upstream_unavailable
@@ -34,6 +35,7 @@ from chainkit.errors import (
     ChainkitRunError,
     ConfigError,
     MissingVariableError,
+    SpecError,
     UnknownChainError,
     UserError,
     redact,
@@ -194,6 +196,8 @@ def error_body(exc: BaseException, request_id: str | None = None) -> ErrorBody:
         body = ErrorBody(
             code="model_not_configured", status=503, type=kind, message=one_line(str(exc))
         )
+    elif isinstance(exc, SpecError):
+        body = ErrorBody(code="bad_chain_spec", status=503, type=kind, message=one_line(str(exc)))
     elif isinstance(exc, UserError):
         body = ErrorBody(code="invalid_input", status=422, type=kind, message=one_line(str(exc)))
     elif isinstance(exc, RequestValidationError):

@@ -89,7 +89,9 @@ def serve(
     settings = settings if settings is not None else ServerSettings()
     check_bind(host, token=settings.api_token, insecure=insecure)
     app = create_app(model=model, chains_dir=chains_dir, settings=settings)
-    service_state_of(app).model()  # fail now, with one line, if the model cannot load
+    state = service_state_of(app)
+    state.model()  # fail now, with one line, if the model cannot load
+    state.chain_infos()  # ... or a spec file in the chains folder is invalid
     sock = _bind(host, port)
     url = _url(host, sock.getsockname()[1])
     server = uvicorn.Server(_config(app, host, sock.getsockname()[1]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -148,3 +149,39 @@ def test_a_bug_is_a_json_500_without_traceback_or_secret(
     line = logs.wait_for("RuntimeError")
     assert "***" in line  # the secret is masked in the log line, and no traceback follows
     _no_leak(logs.text())
+
+
+def test_a_model_that_cannot_load_is_503(monkeypatch: pytest.MonkeyPatch, logs: LogLines) -> None:
+    """The service stays up (health) and says why its chains cannot run."""
+    from chainkit.server import ServiceThread, create_app
+
+    monkeypatch.delenv("OPENAI_API_KEY")
+    app = create_app(model="openai:gpt-4o-mini", settings=ServerSettings(api_token=None))
+    with ServiceThread(app) as svc, httpx.Client(base_url=svc.url, timeout=30) as c:
+        assert c.get("/health").status_code == 200
+        response = c.post("/chains/song/invoke", json={"input": {"topic": "x"}})
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert error["code"] == "model_not_configured"
+        assert "OPENAI_API_KEY" in error["message"]
+    logs.wait_for("the service's model did not load: MissingAPIKeyError")
+
+
+def test_an_invalid_spec_file_is_503(
+    model_server: LocalModelServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.toml").write_text('name = "bad"\ntemplate = "x {y}"\nunknown_field = 1\n')
+    with running(model_server, chains_dir=tmp_path) as svc, httpx.Client(base_url=svc.url) as c:
+        response = c.post("/chains/song/invoke", json={"input": {"topic": "x"}})
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert error["code"] == "bad_chain_spec"
+        assert "bad.toml" in error["message"]
+        assert c.get("/chains").status_code == 503
+    # `chainkit serve` refuses to start on it, with one line
+    from chainkit.cli import main
+
+    assert main(["serve", "--port", "0", "--chains-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml" in err
+    assert len(err.strip().splitlines()) == 1
