@@ -128,6 +128,7 @@ def test_notebook_runs(name: str, tmp_path: Path) -> None:
     for expected in EXPECTED[name]:
         assert expected in text, f"{name}: {expected!r} not in the outputs"
     assert "Traceback" not in text
+    assert "\x1b[" not in text  # Rich renders into our HTML, never as terminal output
     assert CANARY_KEY not in text
     ran = [c for c in notebook.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in ran)

@@ -108,7 +108,7 @@ def _delta(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else b - a
 
 
-@dataclass
+@dataclass(repr=False)
 class TraceDiff(_View):
     """What differs between trace ``a`` and trace ``b`` (print it, or read the fields)."""
 

@@ -52,7 +52,7 @@ class NameStats:
         }
 
 
-@dataclass
+@dataclass(repr=False)
 class TraceStats(_View):
     """A trace's summary, its error types, and statistics per run name."""
 

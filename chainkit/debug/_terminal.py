@@ -72,6 +72,7 @@ def render_text(renderable: Any, *, width: int = 100, color: bool = False) -> st
         record=True,
         color_system="truecolor" if color else None,
         force_terminal=color,
+        force_jupyter=False,  # in a notebook Rich would display instead of writing
         legacy_windows=False,
     )
     console.print(renderable)
@@ -81,7 +82,12 @@ def render_text(renderable: Any, *, width: int = 100, color: bool = False) -> st
 def render_html(renderable: Any, *, width: int = HTML_WIDTH) -> str:
     """``renderable`` as an HTML ``<pre>`` fragment with inline colours (for notebooks)."""
     console = Console(
-        file=io.StringIO(), width=width, record=True, color_system="truecolor", force_terminal=True
+        file=io.StringIO(),
+        width=width,
+        record=True,
+        color_system="truecolor",
+        force_terminal=True,
+        force_jupyter=False,
     )
     console.print(renderable)
     return console.export_html(inline_styles=True, code_format=_HTML_FORMAT)
@@ -101,6 +107,9 @@ class _View:
         return render_text(self, width=width)
 
     def __str__(self) -> str:
+        return self.text()
+
+    def __repr__(self) -> str:  # the REPL and a notebook's text/plain show the view itself
         return self.text()
 
     def _repr_html_(self) -> str:
@@ -164,7 +173,7 @@ def _rows(trace: Trace, run: str | None, errors: bool, depth: int | None) -> lis
     return rows
 
 
-@dataclass
+@dataclass(repr=False)
 class TreeView(_View):
     """The run tree: name, kind, status, latency, time to first chunk, chunks, tokens, errors."""
 
@@ -217,7 +226,7 @@ def _bar(run: Run, t0: float, span: float, width: int, end: float) -> Text:
     return bar
 
 
-@dataclass
+@dataclass(repr=False)
 class TimelineView(_View):
     """Runs on one time axis: what ran in parallel and where the time went.
 
@@ -345,7 +354,7 @@ def _lines_text(lines: Iterable[_Line], t0: float) -> Iterator[Text]:
         yield text
 
 
-@dataclass
+@dataclass(repr=False)
 class EventsView(_View):
     """The events, indented by depth, with their time from the first run's start.
 
