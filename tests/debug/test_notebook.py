@@ -118,3 +118,25 @@ def test_misuse() -> None:
         live_stream(_chain(), TOPICS, max_concurrency=0)
     with pytest.raises(UserError, match="needs a LangChain Runnable"):
         live_stream(42, TOPICS)  # type: ignore[arg-type]
+
+
+def test_an_interrupt_cancels_the_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    cancelled: list[str] = []
+
+    async def slow(value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(value["topic"])
+            raise
+        return value
+
+    def interrupt(self: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(notebook._Output, "refresh", interrupt)
+    monkeypatch.setattr(notebook._Output, "finish", lambda self: None)
+    chain = RunnableLambda(slow, name="slow")
+    with pytest.raises(KeyboardInterrupt):
+        live_stream(chain, TOPICS[:2], max_concurrency=2, refresh=0.05)
+    assert sorted(cancelled) == sorted(t["topic"] for t in TOPICS[:2])
