@@ -144,10 +144,11 @@ class _Board:
             )
         counts = ", ".join(f"{n} {k}" for k, n in self.counts().items() if n)
         head = "".join(
-            f"<th style='text-align:left'>{h}</th>"
-            for h in ("#", "input", "status", "ttft", "chunks", "time", "text")
+            f"<th>{h}</th>" for h in ("#", "input", "status", "ttft", "chunks", "time", "text")
         )
         return (
+            "<style>.ck-live td,.ck-live th{padding:2px 8px;vertical-align:top;text-align:left}"
+            ".ck-live tbody tr{border-top:1px solid #ddd}</style>"
             "<div class='ck-live' style='font-family:ui-monospace,monospace;font-size:12px'>"
             f"<div><b>live_stream</b> · {len(self.items)} streams · {counts}</div>"
             "<table style='border-collapse:collapse'>"
