@@ -132,16 +132,20 @@ class _Parked:
         self._timer: threading.Timer | None = None
 
     def take(self, ray: Any, key: tuple[str, float], count: int) -> list[_WorkerRef]:
-        """Up to ``count`` idle workers made with ``key``; others are ended (freeing CPUs)."""
+        """Up to ``count`` idle workers made with ``key`` (the others stay parked); idle
+        workers made otherwise (another Ray session, other CPU reservations) are ended."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            workers, self._workers = self._workers, []
-            matching = self._key == key
-            self._key = None
-        taken = workers[:count] if matching else []
-        for worker in workers[len(taken) :]:
+            if self._key == key:
+                taken, self._workers = self._workers[:count], self._workers[count:]
+                stale: list[_WorkerRef] = []
+            else:
+                taken, stale, self._workers = [], self._workers, []
+            if not self._workers:
+                self._key = None
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+        for worker in stale:
             _kill(ray, worker.handle)
         return [_WorkerRef(w.handle, w.name) for w in taken]
 

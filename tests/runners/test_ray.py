@@ -1,6 +1,6 @@
 """The runner on Ray (``run_batch(..., backend="ray")``), on one local Ray instance.
 
-Ray is started once for the whole run (``ray.init(num_cpus=2)``); the
+Ray is started once (``ray.init(num_cpus=2)``, for this module: the only one using it); the
 worker actors of a finished batch stay up for the next one (``keep_workers``),
 so only the first batch and the replacements of killed workers pay for
 starting worker processes. The local model runs in this process; the workers
@@ -46,20 +46,18 @@ from chainkit.runners._ray import (  # noqa: E402 - only once Ray is known to be
 from chainkit.runners._ray_transport import pickle_chain  # noqa: E402
 from chainkit.runners._ray_worker import failure_of  # noqa: E402
 
-pytestmark = [
-    pytest.mark.slow,
-    # Ray's own modules, imported when it starts, warn about things chainkit does not
-    # use (pkg_resources in some of its dependencies, the Ray Client's grpc options).
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:google.*"),
-]
+pytestmark = pytest.mark.slow
 
 FAST: dict[str, Any] = {"progress": False, "backoff_base": 0.01, "backoff_max": 0.1}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[str]:
-    """One local Ray instance (2 CPUs, no dashboard) for the whole run; its GCS address."""
+    """One local Ray instance (2 CPUs, no dashboard) for the run; its GCS address.
+
+    Module-scoped: this module is the only one that needs Ray, and so Ray's processes
+    and threads end here instead of idling through the rest of the suite.
+    """
     started = not ray.is_initialized()
     if started:
         ray.init(
