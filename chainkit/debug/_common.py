@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from chainkit.errors import UserError, close_matches
+from chainkit.errors import TraceError, UserError, close_matches
 from chainkit.trace import Run, Trace
 
 __all__ = [
@@ -32,9 +33,29 @@ def as_trace(trace: TraceLike) -> Trace:
     if isinstance(trace, Trace):
         return trace
     if isinstance(trace, (str, os.PathLike)):
-        return Trace.load(trace)
+        loaded = Trace.load(trace)
+        if not loaded.headers and not loaded.runs and not loaded.events:
+            raise TraceError(_not_a_trace(Path(trace)))
+        return loaded
     raise UserError(
         f"expected a chainkit.trace.Trace or the path of a trace file, got {type(trace).__name__}"
+    )
+
+
+def _not_a_trace(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline(4096)
+    except OSError:  # pragma: no cover - Trace.load read it a moment ago
+        first = b""
+    if b"chainkit.results" in first:
+        return (
+            f"{path} is a result file of `chainkit batch` / run_batch, not a trace; record a "
+            f"trace with `chainkit batch --trace FILE` or callbacks=[StreamCapture(path)]"
+        )
+    return (
+        f"{path} holds no trace records (a chainkit trace starts with a "
+        f'{{"type": "trace"}} line); write one with StreamCapture(path) or capture(path)'
     )
 
 

@@ -196,3 +196,16 @@ def test_real_recording_views(recordings: Recordings) -> None:
     assert "OpenAIConnectionError" in failed
     events = events_view(ok).text(WIDTH)
     assert "on_chat_model_stream" in events
+
+
+def test_cli_refuses_files_that_are_not_traces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results.jsonl"
+    results.write_text('{"header": {"format": "chainkit.results/1"}}\n')
+    assert main(["trace", "stats", str(results)]) == 1
+    assert "is a result file of `chainkit batch`" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["trace", "show", str(empty)]) == 1
+    assert "holds no trace records" in capsys.readouterr().err
