@@ -10,7 +10,7 @@
   format, resume, ordered output, progress and report as the local runner
   (this module subclasses it).
 - **Each worker** runs the local runner on its blocks with its own
-  ``max_concurrency`` and streams records back as they finish (see
+  ``max_concurrency``; the driver pulls records back as they finish (see
   :mod:`chainkit.runners._ray_worker`). ``rpm``/``tpm`` are global: one
   limiter actor holds the buckets. A 429 cools every worker down.
 - **Chains travel** as a :class:`ChainRecipe` or pickled (see
@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "chainkit"
 MAX_BLOCK_SIZE = 1024
 WORKER_START_TIMEOUT = 300.0  # seconds a new worker may take to be placed and ready
+TAKE_WAIT = 1.0  # seconds a worker holds the driver's request for records when it has none
 
 
 # ---------------------------------------------------------------------- report
@@ -627,8 +628,12 @@ class _RayBatch(_Batch):
         self._active += len(rows)
         unfinished = len(rows)
         try:
-            async for ref in worker.handle.run_block.remote(rows):
-                records, info = await ref
+            block_id = uuid.uuid4().hex
+            started = await worker.handle.start_block.remote(block_id, rows)
+            if "failure" in started:
+                raise failure_error(started["failure"])
+            while True:
+                records, info = await worker.handle.take.remote(block_id, TAKE_WAIT)
                 for record in records:
                     entry = pending.pop(record.index, None)
                     if entry is None:  # already written (a rerun of a lost block's item)
@@ -639,11 +644,12 @@ class _RayBatch(_Batch):
                     await self._deliver(entry[0], record)
                 if "cooldown" in info:
                     pool.cool_down(float(info["cooldown"]), worker)
+                if "failure" in info:
+                    raise failure_error(info["failure"])
                 if "stats" in info:
                     pool.stats[worker.name] = info["stats"]
                     self.ray_report.items_per_worker[worker.name] = info["stats"]["items"]
-                if "failure" in info:
-                    raise failure_error(info["failure"])
+                    break
         finally:
             self._active -= unfinished
 

@@ -1,10 +1,11 @@
 """What runs inside Ray: the worker actor, the shared rate limiter actor.
 
 A :class:`Worker` runs the local runner (``_Batch``, the ``sliding``
-strategy) on each block the driver sends it, and streams the finished records
-back in small groups. Blocks of one worker share one ``max_concurrency``
-(and one AIMD limit), so a second block queued on a worker waits for free
-slots instead of doubling the concurrency.
+strategy) on each block the driver starts on it, and hands the finished
+records over in groups when the driver asks (:meth:`Worker.take`, a long
+poll). Blocks of one worker share one ``max_concurrency`` (and one AIMD
+limit), so a second block queued on a worker waits for free slots instead of
+doubling the concurrency.
 
 Workers are generic: the chain and the options come with :meth:`Worker.setup`,
 so the driver can reuse a warm worker for its next batch.
@@ -21,7 +22,7 @@ Global limits:
   limit is set), and real token usage is given back or charged after the call.
 - a 429 cool-down goes through the driver: the worker that got the 429 cools
   down and halves its concurrency as the local runner does, and reports the
-  pause in its record stream; the driver tells every other worker, which
+  pause with its next records; the driver tells every other worker, which
   cools down (and halves) too.
 """
 
@@ -32,8 +33,8 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import Runnable
@@ -99,13 +100,15 @@ class RemoteLimits(RateLimits):
 class SharedConcurrency(AdaptiveConcurrency):
     """One worker's AIMD concurrency; its 429 cool-downs are reported for the others."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_signal: Callable[[], None]) -> None:
         super().__init__(limit)
         self.signals: list[float] = []
+        self._on_signal = on_signal
 
     def on_rate_limited(self, pause: float) -> None:
         super().on_rate_limited(pause)
         self.signals.append(max(pause, 0.05))
+        self._on_signal()
 
     def cool_down_from_elsewhere(self, pause: float) -> None:
         """Another worker got a 429: pause too, and back off as after one's own 429."""
@@ -128,6 +131,19 @@ class WorkerState:
     concurrency: SharedConcurrency
     running: asyncio.Semaphore
     items: int = 0
+
+
+@dataclass
+class _Block:
+    """A block running in a worker: its records not yet taken by the driver."""
+
+    task: asyncio.Task[Any] | None = None
+    finished: list[ResultRecord] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def sink(self, record: ResultRecord) -> None:
+        self.finished.append(record)
+        self.ready.set()
 
 
 class BlockBatch(_Batch):
@@ -192,12 +208,13 @@ def _with_http_pool_field(value: Any, pool: Any, depth: int) -> Any:
 
 
 class Worker:
-    """A Ray actor running blocks of a batch with the local runner, streaming records back."""
+    """A Ray actor running blocks of a batch with the local runner; the driver pulls records."""
 
     def __init__(self) -> None:
         self._state: WorkerState | None = None
         self._transport: Transport | None = None
         self._pool: Any = None
+        self._blocks: dict[str, _Block] = {}
 
     def _http_pool(self) -> Any:
         if self._pool is None:
@@ -229,7 +246,7 @@ class Worker:
                 chain=chain,
                 options=options,
                 limits=RemoteLimits(limiter, requests=limited[0], tokens=limited[1]),
-                concurrency=SharedConcurrency(limit),
+                concurrency=SharedConcurrency(limit, self._wake),
                 running=asyncio.Semaphore(limit),
             )
             BlockBatch([], state)  # checks the chain and the options once, up front
@@ -259,47 +276,56 @@ class Worker:
             "rate_limit_wait": state.limits.waited,
         }
 
-    async def run_block(
-        self, rows: list[Row]
-    ) -> AsyncGenerator[tuple[list[ResultRecord], dict[str, Any]], None]:
-        """Yield ``(records, {})`` as items finish, ``([], {"cooldown": s})`` after a 429,
-        and ``([], {"stats": ...})`` at the end, or ``([], {"failure": ...})`` when the
-        block broke down (a bug, not an item's error: those are records)."""
+    def _wake(self) -> None:
+        for block in self._blocks.values():
+            block.ready.set()
+
+    async def start_block(self, block_id: str, rows: list[Row]) -> dict[str, Any]:
+        """Start running a block; the driver collects its records with :meth:`take`."""
         state = self._state
         if state is None:
-            yield [], {"failure": failure_of(ChainkitRunError("worker used before setup()"))}
-            return
+            return {"failure": failure_of(ChainkitRunError("worker used before setup()"))}
         items = [InputItem(index=i, value=v, id=k, line=line) for i, v, k, line in rows]
+        block = _Block()
         batch = BlockBatch(items, state)
-        finished: asyncio.Queue[ResultRecord] = asyncio.Queue()
-        task = asyncio.create_task(batch.run(sink=finished.put), name="chainkit-block")
-        try:
-            while True:
-                if finished.empty() and not task.done() and not state.concurrency.signals:
-                    await asyncio.wait([task], timeout=FLUSH_INTERVAL)
-                if state.concurrency.signals:
-                    pause = max(state.concurrency.signals)
-                    state.concurrency.signals.clear()
-                    yield [], {"cooldown": pause}
-                records: list[ResultRecord] = []
-                while not finished.empty() and len(records) < FLUSH_RECORDS:
-                    records.append(finished.get_nowait())
-                if records:
-                    state.items += len(records)
-                    yield records, {}
-                elif task.done():
-                    break
-            try:
-                await task
-            except Exception as exc:  # noqa: BLE001 - handed to the driver, raised there
-                yield [], {"failure": failure_of(exc)}
-                return
-            yield [], {"stats": self.stats()}
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        block.task = asyncio.create_task(batch.run(sink=block.sink), name="chainkit-block")
+        block.task.add_done_callback(lambda _t: block.ready.set())
+        self._blocks[block_id] = block
+        return {}
+
+    async def take(self, block_id: str, wait: float) -> tuple[list[ResultRecord], dict[str, Any]]:
+        """The block's records finished since the last call (waiting up to ``wait`` seconds
+        for one), with ``{"cooldown": s}`` after a 429 of this worker, and at the end
+        ``{"stats": ...}``, or ``{"failure": ...}`` when the block broke down (a bug, not
+        an item's error: those are records).
+
+        A pull rather than a streaming generator: those do not work through Ray Client
+        (``ray://`` addresses).
+        """
+        block, state = self._blocks.get(block_id), self._state
+        if block is None or block.task is None or state is None:
+            return [], {"failure": failure_of(ChainkitRunError(f"no block {block_id} here"))}
+        if not block.finished and not block.task.done() and not state.concurrency.signals:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(block.ready.wait(), wait)
+            if len(block.finished) < FLUSH_RECORDS and not block.task.done():
+                await asyncio.sleep(FLUSH_INTERVAL)  # a few more: fewer, larger replies
+        block.ready.clear()
+        info: dict[str, Any] = {}
+        if state.concurrency.signals:
+            info["cooldown"] = max(state.concurrency.signals)
+            state.concurrency.signals.clear()
+        records, block.finished = block.finished, []
+        state.items += len(records)
+        if block.task.done():
+            del self._blocks[block_id]
+            if block.task.cancelled():
+                info["failure"] = failure_of(ChainkitRunError("the block was cancelled"))
+            elif (error := block.task.exception()) is not None:
+                info["failure"] = failure_of(error)
+            else:
+                info["stats"] = self.stats()
+        return records, info
 
 
 def failure_of(exc: BaseException) -> dict[str, Any]:

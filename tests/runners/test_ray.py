@@ -233,7 +233,13 @@ async def test_rpm_is_global_across_two_workers(ray_cluster: str) -> None:
     rpm, n = 360.0, 24  # 6 a second, for the two workers together
     with local_model_server() as server:
         report = await run_batch_ray(
-            fact_chain(server), fact_inputs(n), rpm=rpm, workers=2, max_concurrency=4, **FAST
+            fact_chain(server),
+            fact_inputs(n),
+            rpm=rpm,
+            tpm=10**6,  # never the binding limit, but every attempt goes through it too
+            workers=2,
+            max_concurrency=4,
+            **FAST,
         )
         starts = sorted(entry["t_start"] for entry in server.request_log())
 
@@ -250,6 +256,28 @@ async def test_rpm_is_global_across_two_workers(ray_cluster: str) -> None:
             assert inside <= allowed, (window, inside, allowed)
     # two workers each held to rpm on their own would take half this long
     assert starts[-1] - starts[0] >= 0.8 * (n - 1) * 60 / rpm
+
+
+async def test_faults_and_429_cool_downs_still_give_one_record_per_input(ray_cluster: str) -> None:
+    n = 60
+    faults = {"error_rate": 0.25, "error_statuses": (429, 500, 503), "retry_after": 0.1, "seed": 3}
+    with local_model_server(**faults) as server:
+        report = await run_batch_ray(
+            fact_chain(server), fact_inputs(n), workers=2, max_concurrency=4, retries=8, **FAST
+        )
+        log = server.request_log()
+    with local_model_server() as server:
+        expected = await run_batch(fact_chain(server), fact_inputs(n), **FAST)
+
+    assert report.succeeded == n
+    assert sorted(r.index for r in report.results) == list(range(n))
+    by_index = {r.index: r.output for r in expected.results}
+    assert all(r.output == by_index[r.index] for r in report.results)
+    statuses = [e["status"] for e in log]
+    assert 429 in statuses
+    assert report.retries == len(log) - n  # every failed attempt was retried once, no more
+    assert report.rate_limited == statuses.count(429)  # counted by the workers
+    assert report.rate_limit_wait > 0  # the cool-downs were sat out
 
 
 async def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
