@@ -212,6 +212,7 @@ class _Batch:
         self.keep_results = True
         self._main: asyncio.Task[Any] | None = None
         self._stopping = False
+        self._fatal: BaseException | None = None
         self._t0 = time.monotonic()
 
     # ------------------------------------------------------------------ run
@@ -240,9 +241,12 @@ class _Batch:
             finished = True
         except BaseException as exc:
             self._stopping = True
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+            fatal = self._fatal
+            if fatal is None and isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                 self.report.cancelled = True
             await self._shutdown(exc)
+            if fatal is not None and isinstance(exc, asyncio.CancelledError):
+                raise fatal from None  # our own stop: the real cause, not a cancellation
             raise
         finally:
             if ticker is not None:
@@ -299,6 +303,7 @@ class _Batch:
         """Stop: let in-flight items finish within the grace period, cancel the rest."""
         pending = {t for t in self._tasks if not t.done()}
         if not pending:
+            self._flush_reorder_buffer()
             return
         grace = self.grace
         try:
@@ -314,6 +319,18 @@ class _Batch:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
+            self._flush_reorder_buffer()
+
+    def _flush_reorder_buffer(self) -> None:
+        """On a stop, write what waits in the reorder buffer (out of order: each has its index)."""
+        for seq in sorted(self._buffer):
+            record = self._buffer.pop(seq)
+            try:
+                if self._writer is not None:
+                    self._writer.write_record(record)
+                self.report.add(record, keep=self.keep_results and self.output is None)
+            finally:
+                self._open.release()
 
     # ------------------------------------------------------------------ output
 
@@ -509,7 +526,13 @@ class _Batch:
             raise
         finally:
             self._active -= 1
-        await self._deliver(seq, record)
+        try:
+            await self._deliver(seq, record)
+        except Exception as exc:  # noqa: BLE001 - e.g. the disk is full: stop the batch
+            if self._fatal is None:
+                self._fatal = exc
+            if self._main is not None and not self._main.done():
+                self._main.cancel()
 
     def _precheck(self, item: InputItem) -> BaseException | None:
         if item.problem is not None:
@@ -536,19 +559,27 @@ class _Batch:
         problem = self._precheck(item)
         if problem is not None:
             return self._error_record(item, problem, attempts=0, started=started, t0=t0)
-        attempts = 0
+        # The first attempt runs outside tenacity (the common case costs nothing
+        # extra); tenacity drives the retries, if the first attempt failed.
+        attempts = 1
         state = _AttemptState()
+        error: Exception
+        if first is not None and not first.skipped:
+            if first.error is None:
+                state.output, state.usage = first.output, first.usage
+                return self._ok_record(item, state, attempts, started, t0)
+            error = first.error
+        else:
+            try:
+                state = await self._attempt(item, attempts)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                error = exc
+            else:
+                return self._ok_record(item, state, attempts, started, t0)
+        if attempts >= self.policy.attempts or not self.policy.should_retry(error):
+            return self._error_record(item, error, attempts=attempts, started=started, t0=t0)
         try:
-            if first is not None and not first.skipped:
-                attempts = 1
-                if first.error is None:
-                    state.output, state.usage = first.output, first.usage
-                    return self._ok_record(item, state, attempts, started, t0)
-                if attempts >= self.policy.attempts or not self.policy.should_retry(first.error):
-                    return self._error_record(
-                        item, first.error, attempts=attempts, started=started, t0=t0
-                    )
-                await asyncio.sleep(self.policy.wait_for(attempts, first.error))
+            await asyncio.sleep(self.policy.wait_for(attempts, error))
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(self.policy.attempts - attempts),
                 wait=self._tenacity_wait(attempts),

@@ -445,6 +445,44 @@ async def test_cancellation_flushes_finished_items_and_reraises(tmp_path: Path) 
     assert sorted(r["index"] for r in records_of(out)) == list(range(12))
 
 
+async def test_cancellation_flushes_the_reorder_buffer(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    delays = {0: 30.0}  # the head never finishes: everything else waits in the buffer
+    inputs = [{"n": i} for i in range(6)]
+    chain = echo_chain(delays=delays, delay=0.01)
+    task = asyncio.create_task(
+        run_batch(chain, inputs, output=out, ordered=True, grace=0.05, **FAST)
+    )
+    await asyncio.sleep(0.3)
+    assert _count_records(out) == 0
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(r["index"] for r in records_of(out)) == [1, 2, 3, 4, 5]
+
+
+async def test_a_failing_output_file_stops_the_batch_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chainkit.runners._output import ResultWriter
+
+    written = {"n": 0}
+    original = ResultWriter.write_record
+
+    def flaky_write(self: ResultWriter, record: ResultRecord) -> None:
+        written["n"] += 1
+        if written["n"] > 3:
+            raise OSError(28, "No space left on device")
+        original(self, record)
+
+    monkeypatch.setattr(ResultWriter, "write_record", flaky_write)
+    with pytest.raises(OSError, match="No space left"):
+        await run_batch(
+            echo_chain(delay=0.01), [{"n": i} for i in range(50)], output=tmp_path / "o.jsonl",
+            **FAST,
+        )  # fmt: skip
+
+
 async def test_cancellation_logs_how_to_resume(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

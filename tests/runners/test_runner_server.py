@@ -17,7 +17,7 @@ from chainkit.testing import local_model_server
 from tests.runners.conftest import FACT, fact_chain, fact_inputs, fact_model
 
 FAST = {"progress": False, "backoff_base": 0.05, "backoff_max": 0.5}
-MAX_TOKENS = 8
+MAX_TOKENS = 4
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_exactly_once_under_faults(truth: dict[int, str]) -> None:
                 chain,
                 fact_inputs(500),
                 max_concurrency=10,
-                timeout=1.5,
+                timeout=2.0,
                 retries=8,
                 stream=True,
                 **FAST,
