@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from chainkit.debug._text import json_preview
 from chainkit.errors import TraceError, UserError, close_matches
 from chainkit.trace import Run, Trace
 
@@ -16,6 +17,7 @@ __all__ = [
     "as_trace",
     "fmt_ms",
     "fmt_tokens",
+    "inputs_hint",
     "keep_errors",
     "keep_rows",
     "origin",
@@ -157,6 +159,17 @@ def select_run(trace: Trace, key: str) -> Run:
         f"no run {key!r} in the trace (not a run id, id prefix or run name){did_you_mean}; "
         f"`chainkit trace show FILE` lists the runs"
     )
+
+
+def inputs_hint(run: Run, limit: int = 40) -> str:
+    """A short form of a top-level run's inputs, to tell the calls of a batch apart."""
+    if run.parent_run_id is not None or run.inputs in (None, {}, ""):
+        return ""
+    if isinstance(run.inputs, dict):
+        text = ", ".join(f"{k}={json_preview(v, limit)}" for k, v in run.inputs.items())
+    else:
+        text = json_preview(run.inputs, limit)
+    return preview(text, limit)
 
 
 def fmt_ms(seconds: float | None) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from chainkit.debug._common import TraceLike, as_trace, origin, tree_rows
+from chainkit.debug._common import TraceLike, as_trace, inputs_hint, origin, tree_rows
 from chainkit.debug._text import event_preview
 from chainkit.errors import TraceError
 from chainkit.trace import CustomEvent, Retry, Run, Trace
@@ -51,7 +51,8 @@ _TEMPLATE = """<!DOCTYPE html>
 <div id="summary"></div>
 </header>
 <div id="tools">
-<input id="f-name" type="search" placeholder="filter by name or run id" aria-label="filter by name">
+<input id="f-name" type="search" placeholder="filter by name, input or run id" \
+aria-label="filter by name">
 <select id="f-kind" aria-label="filter by kind"><option value="">all kinds</option></select>
 <select id="f-status" aria-label="filter by status"><option value="">any status</option>\
 <option value="ok">ok</option><option value="error">error</option>\
@@ -97,7 +98,7 @@ def _dur(value: float | None) -> float | None:
 
 def _run_entry(run: Run, depth: int, parent: int, t0: float) -> dict[str, Any]:
     ttft = run.ttft
-    return {
+    entry: dict[str, Any] = {
         "id": run.run_id,
         "p": parent,
         "d": depth,
@@ -111,6 +112,9 @@ def _run_entry(run: Run, depth: int, parent: int, t0: float) -> dict[str, Any]:
         "e": str(run.error) if run.error is not None else "",
         "r": run.retries,
     }
+    if depth == 0 and (hint := inputs_hint(run, 60)):
+        entry["h"] = hint  # tells the calls of a batch apart
+    return entry
 
 
 def _run_detail(run: Run, events: list[list[Any]]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from chainkit.debug._common import (
     as_trace,
     fmt_ms,
     fmt_tokens,
+    inputs_hint,
     keep_errors,
     keep_rows,
     origin,
@@ -130,6 +131,8 @@ def _run_label(run: Run, *, ids: bool = True) -> Text:
     label.append_text(_status(run))
     label.append(" ")
     label.append(run.name, style="bold red" if run.error else "bold")
+    if hint := inputs_hint(run):
+        label.append(f" ({hint})", style="italic")
     label.append(f" {run.kind}", style=_kind_style(run.kind))
     if ids:
         label.append(f" {run.run_id[:8]}", style="dim")
@@ -268,6 +271,8 @@ class TimelineView(_View):
             name.append_text(_status(run))
             name.append(" ")
             name.append(run.name, style="bold red" if run.error else "")
+            if row.depth == 0 and (hint := inputs_hint(run, 24)):
+                name.append(f" {hint}", style="dim italic")
             start = "" if run.start is None else f"+{fmt_ms(run.start - t0)}"
             table.add_row(name, start, fmt_ms(run.latency), _bar(run, t0, span, bar_width, t_end))
         yield table

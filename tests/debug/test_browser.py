@@ -145,6 +145,9 @@ def test_filters_hide_what_they_should(viewer: tuple[Page, Trace]) -> None:
     assert page.shown() == page.rows() == 6
     names = page.page.locator(".row:visible .name").all_inner_texts()
     assert set(names) == {"StrOutputParser"}
+    page.page.fill("#f-name", "topic 4")  # a root's inputs tell the calls apart
+    assert page.shown() == page.rows() == 1
+    assert "topic=topic 4" in page.page.locator(".row:visible .hint").inner_text()
     page.page.fill("#f-name", "")
     assert page.shown() == 24
     page.page.click("#collapse-all")

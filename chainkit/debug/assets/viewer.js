@@ -80,7 +80,8 @@
     for (var i = 0; i < N; i++) {
       var r = RUNS[i];
       if (active) {
-        if (q && r.n.toLowerCase().indexOf(q) < 0 && r.id.indexOf(q) !== 0) continue;
+        if (q && r.n.toLowerCase().indexOf(q) < 0 && r.id.indexOf(q) !== 0 &&
+            !(r.h && r.h.toLowerCase().indexOf(q) >= 0)) continue;
         if (filter.kind && r.k !== filter.kind) continue;
         if (filter.status && r.s !== filter.status) continue;
         out.push(i);
@@ -143,7 +144,7 @@
   function makeRow() {
     var el = h("div", { cls: "row" },
       h("div", { cls: "label" }, h("span", { cls: "caret" }), h("span", { cls: "st" }),
-        h("span", { cls: "name" }), h("span", { cls: "kind" })),
+        h("span", { cls: "name" }), h("span", { cls: "hint" }), h("span", { cls: "kind" })),
       h("div", { cls: "dur" }),
       h("div", { cls: "track" }, h("div", { cls: "bar" }, h("div", { cls: "wait" }))));
     el.style.top = "0px";
@@ -166,7 +167,8 @@
     st.textContent = GLYPH[r.s] || "?";
     st.className = "st s-" + r.s;
     label.childNodes[2].textContent = r.n;
-    label.childNodes[3].textContent = r.k;
+    label.childNodes[3].textContent = r.h ? " " + r.h : "";
+    label.childNodes[4].textContent = r.k;
     el.title = r.n + " (" + r.k + ", " + r.s + ")" + (r.e ? "\n" + r.e : "");
     el.childNodes[1].textContent = r.b === null ? "" : fmtMs(r.b - r.a);
     if (r.a === null) { bar.style.display = "none"; return; }
