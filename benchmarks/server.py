@@ -143,7 +143,17 @@ async def ttft_service(client: httpx.AsyncClient, topic: str) -> float:
     return first
 
 
-async def measure_ttft(url: str, base_url: str, calls: int) -> dict[str, list[float]]:
+@dataclass
+class TtftRun:
+    """Sequential calls on both paths: time to first chunk, and CPU per call."""
+
+    ttft: dict[str, list[float]] = field(default_factory=lambda: {"in process": [], "service": []})
+    cpu: dict[str, float] = field(default_factory=lambda: {"in process": 0.0, "service": 0.0})
+    """CPU seconds spent per path: this process for in-process calls, the service's for
+    calls through it (the client's own HTTP work is not counted)."""
+
+
+async def measure_ttft(url: str, base_url: str, calls: int, service_pid: int) -> TtftRun:
     import openai
 
     from chainkit.chains import get_chain
@@ -154,7 +164,20 @@ async def measure_ttft(url: str, base_url: str, calls: int) -> dict[str, list[fl
         "openai:chainkit-local", base_url=base_url, api_key="chainkit-local", http_async_client=http
     )
     chain = get_chain(CHAIN, model=model)
-    results: dict[str, list[float]] = {"in process": [], "service": []}
+    run = TtftRun()
+    service = psutil.Process(service_pid)
+
+    async def local(topic: str) -> None:
+        cpu = time.process_time()
+        run.ttft["in process"].append(await ttft_in_process(chain, topic))
+        run.cpu["in process"] += time.process_time() - cpu
+
+    async def served(client: httpx.AsyncClient, topic: str) -> None:
+        cpu = sum(service.cpu_times()[:2])
+        run.ttft["service"].append(await ttft_service(client, topic))
+        await asyncio.sleep(0.02)  # let the service finish the response's bookkeeping
+        run.cpu["service"] += sum(service.cpu_times()[:2]) - cpu
+
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         for i in range(3):  # warm both paths (connections, first-call imports)
             await ttft_in_process(chain, f"warm {i}")
@@ -162,13 +185,13 @@ async def measure_ttft(url: str, base_url: str, calls: int) -> dict[str, list[fl
         for i in range(calls):
             topic = f"ttft topic {i}"
             if i % 2:
-                results["service"].append(await ttft_service(client, topic))
-                results["in process"].append(await ttft_in_process(chain, topic))
+                await served(client, topic)
+                await local(topic)
             else:
-                results["in process"].append(await ttft_in_process(chain, topic))
-                results["service"].append(await ttft_service(client, topic))
+                await local(topic)
+                await served(client, topic)
     await http.aclose()
-    return results
+    return run
 
 
 # ---------------------------------------------------------------- 2. concurrency
@@ -263,6 +286,7 @@ def report_step(step: Step) -> str:
         f"| {percentile(ttfts, 50):.0f} / {percentile(ttfts, 95):.0f} ms "
         f"| {percentile(durations, 50):.2f} / {percentile(durations, 95):.2f} s "
         f"| {chunks / step.wall:.0f} "
+        f"| {step.cpu['service'] * step.wall / step.n * 1000:.0f} ms "
         f"| {' / '.join(f'{step.cpu[k] * 100:.0f}%' for k in ('service', 'model', 'client'))} "
         f"| {', '.join(f'{k}: {v}' for k, v in errors.items()) or '-'} |"
     )
@@ -288,24 +312,29 @@ def main() -> None:
             f"{args.token_delay * 1000:.0f} ms; {os.cpu_count()} cores; "
             f"load average {os.getloadavg()[0]:.1f}"
         )
-        ttft = asyncio.run(measure_ttft(url, base_url, args.calls))
-        local, served = ttft["in process"], ttft["service"]
-        print(f"\n## TTFT, {args.calls} calls each, alternating\n")
-        print("| path | median | p90 |\n| --- | --- | --- |")
-        for name, values in ttft.items():
+        run = asyncio.run(measure_ttft(url, base_url, args.calls, service_proc.pid))
+        local, served = run.ttft["in process"], run.ttft["service"]
+        print(f"\n## TTFT, {args.calls} calls each, alternating, one at a time\n")
+        print("| path | min | median | p90 | CPU per call |\n| --- | --- | --- | --- | --- |")
+        for name, values in run.ttft.items():
             print(
-                f"| {name} | {statistics.median(values) * 1000:.1f} ms "
-                f"| {percentile(values, 90) * 1000:.1f} ms |"
+                f"| {name} | {min(values) * 1000:.1f} ms "
+                f"| {statistics.median(values) * 1000:.1f} ms "
+                f"| {percentile(values, 90) * 1000:.1f} ms "
+                f"| {run.cpu[name] / args.calls * 1000:.1f} ms |"
             )
-        ratio = statistics.median(served) / statistics.median(local)
-        added = (statistics.median(served) - statistics.median(local)) * 1000
-        print(f"\nservice / in process: {ratio:.2f}x, +{added:.1f} ms at the median")
+        for label, pick in (("min", min), ("median", statistics.median)):
+            ratio = pick(served) / pick(local)
+            added = (pick(served) - pick(local)) * 1000
+            print(f"service / in process at the {label}: {ratio:.2f}x, {added:+.1f} ms")
+        cpu_ratio = run.cpu["service"] / run.cpu["in process"]
+        print(f"CPU per call, service process / in process: {cpu_ratio:.2f}x")
 
         print("\n## Concurrent SSE streams (one service process)\n")
         print(
             "| streams | complete | wall | TTFT p50 / p95 | stream p50 / p95 | chunks/s "
-            "| CPU service / model / client | errors |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"
+            "| service CPU per stream | CPU service / model / client | errors |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         )
         sustained = 0
         for n in steps:
