@@ -18,6 +18,15 @@ Modes and targets (issue 3, "Benchmark"):
 - sync ``stream()`` with capture: <= 1.2x without, also inside a running
   event loop (as in Jupyter).
 
+On a busy shared machine the end-to-end figures move by +-20% from round to
+round, more than the effect measured; so a second part measures the callback
+path itself, in isolation and repeated until stable: the CPU time LangChain's
+callback managers plus the handler add per model chunk (``on_llm_new_token``
+dispatched through ``AsyncCallbackManagerForLLMRun`` / ``CallbackManagerForLLMRun``
+with and without the handler), plus, for EventCapture, the output tap of the
+two streamed runs above the model (parser and sequence). That sum divided by
+the end-to-end CPU per chunk without capture is the handler's share.
+
 Run::
 
     .venv/bin/python benchmarks/capture_overhead.py [--streams 20] [--rounds 5]
@@ -188,15 +197,116 @@ def report(modes: dict[str, Mode]) -> list[str]:
     return lines
 
 
+def callback_path_us(
+    handler: BaseCallbackHandler | None, *, is_async: bool, n: int = 20000
+) -> float:
+    """Microseconds per chunk that dispatching on_llm_new_token costs (best of 7)."""
+    from uuid import uuid4
+
+    from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+    from langchain_core.messages import AIMessageChunk, HumanMessage
+    from langchain_core.outputs import ChatGenerationChunk
+
+    run_id = uuid4()
+    handlers = [handler] if handler is not None else []
+    if handler is not None:
+        handler.on_chat_model_start({}, [[HumanMessage("x")]], run_id=run_id, name="ChatOpenAI")
+    chunk = ChatGenerationChunk(message=AIMessageChunk(content=" word"))
+    best = float("inf")
+    if is_async:
+        amanager = AsyncCallbackManagerForLLMRun(
+            run_id=run_id, handlers=handlers, inheritable_handlers=handlers
+        )
+
+        async def loop() -> None:
+            for _ in range(n):
+                await amanager.on_llm_new_token(" word", chunk=chunk)
+
+        for _ in range(7):
+            c0 = time.process_time()
+            asyncio.run(loop())
+            best = min(best, time.process_time() - c0)
+    else:
+        manager = CallbackManagerForLLMRun(
+            run_id=run_id, handlers=handlers, inheritable_handlers=handlers
+        )
+        for _ in range(7):
+            c0 = time.process_time()
+            for _ in range(n):
+                manager.on_llm_new_token(" word", chunk=chunk)
+            best = min(best, time.process_time() - c0)
+    return best / n * 1e6
+
+
+def tap_us(*, is_async: bool, n: int = 20000) -> float:
+    """Microseconds per chunk that EventCapture's output tap of one run costs (best of 7)."""
+    from uuid import uuid4
+
+    run_id = uuid4()
+    data = [" word"] * n
+    best = float("inf")
+    for _ in range(7):
+        events = EventCapture()
+        events.on_chain_start(None, {"input": ""}, run_id=run_id, name="story")
+        c0 = time.process_time()
+        if is_async:
+
+            async def source() -> Any:
+                for item in data:
+                    yield item
+
+            async def drain(events: EventCapture = events) -> None:
+                async for _ in events.tap_output_aiter(run_id, source()):
+                    pass
+
+            asyncio.run(drain())
+        else:
+            for _ in events.tap_output_iter(run_id, iter(data)):
+                pass
+        best = min(best, time.process_time() - c0)
+    base = float("inf")
+    for _ in range(7):  # the same iteration without the tap
+        c0 = time.process_time()
+        for _ in iter(data):
+            pass
+        base = min(base, time.process_time() - c0)
+    return (best - base) / n * 1e6
+
+
+def callback_report(modes: dict[str, Mode]) -> list[str]:
+    taps = {True: tap_us(is_async=True), False: tap_us(is_async=False)}
+    lines = [
+        "",
+        "Callback path per model chunk (isolated, best of 7 x 20,000):",
+        (
+            f"{'handler':16} {'path':6} {'dispatch us':>12} {'+ taps us':>10} {'added us':>9} "
+            f"{'share':>7}"
+        ),
+    ]
+    for is_async, base_mode in ((True, "chainkit chain, astream"), (False, "sync stream")):
+        per_chunk_us = modes[base_mode].best * 1000
+        bare = callback_path_us(None, is_async=is_async)
+        for cls, streamed_runs in ((StreamCapture, 0), (EventCapture, 2)):
+            dispatch = callback_path_us(cls(), is_async=is_async) - bare
+            added = dispatch + streamed_runs * taps[is_async]
+            lines.append(
+                f"{cls.__name__:16} {'async' if is_async else 'sync':6} {dispatch:>12.1f} "
+                f"{streamed_runs * taps[is_async]:>10.1f} {added:>9.1f} "
+                f"{added / per_chunk_us:>7.1%}"
+            )
+    lines.append(
+        "share: of the end-to-end CPU per chunk without capture (target <= 10%); "
+        "dispatch includes LangChain's manager (its floor with any handler attached)"
+    )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    try:
-        from chainkit.chains import make_chain
-    except ImportError:
-        from chainkit.chains._make import make_chain
+    from chainkit.chains import make_chain
 
     proc, base_url = start_server()
     try:
@@ -221,6 +331,7 @@ def main() -> None:
                 measure(mode, loop)
         print(f"{args.streams} streams x {args.rounds} rounds; client CPU s per 1,000 chunks")
         print("\n".join(report(modes)))
+        print("\n".join(callback_report(modes)))
     finally:
         proc.terminate()
         proc.wait(10)
