@@ -22,7 +22,7 @@ import orjson
 from rich.table import Table
 from rich.text import Text
 
-from chainkit.debug._common import TraceLike, as_trace, fmt_ms, preview
+from chainkit.debug._common import TraceLike, as_trace, fmt_ms, inputs_hint, preview
 from chainkit.debug._terminal import _View
 from chainkit.trace import Run, Trace, TraceSummary
 
@@ -247,7 +247,7 @@ class TraceDiff(_View):
             box=None,
             padding=(0, 1),
         )
-        table.add_column("run", overflow="ellipsis", no_wrap=True, max_width=36)
+        table.add_column("run", overflow="ellipsis", no_wrap=True, max_width=28)
         for column in ("latency a", "b", "change", "ttft a", "b ", "change "):
             table.add_column(column, justify="right", no_wrap=True, min_width=6)
         for t in shown:
@@ -335,17 +335,22 @@ def _pair(
     return pairs
 
 
-def _names(runs: list[Run]) -> dict[int, str]:
-    """Display names of siblings: ``name``, or ``name[i]`` when several share it."""
+def _names(runs: list[Run], *, roots: bool = False) -> dict[int, str]:
+    """Display names of siblings: ``name``, else ``name(inputs)`` for roots, else ``name[i]``."""
     counts = Counter(run.name for run in runs)
+    hinted = Counter(f"{run.name}({inputs_hint(run)})" for run in runs) if roots else Counter()
     seen: Counter[str] = Counter()
     names: dict[int, str] = {}
     for run in _by_start(runs):
-        if counts[run.name] > 1:
+        if counts[run.name] == 1:
+            names[id(run)] = run.name
+            continue
+        hint = inputs_hint(run) if roots else ""
+        if hint and hinted[f"{run.name}({hint})"] == 1:
+            names[id(run)] = f"{run.name}({hint})"
+        else:
             names[id(run)] = f"{run.name}[{seen[run.name]}]"
             seen[run.name] += 1
-        else:
-            names[id(run)] = run.name
     return names
 
 
@@ -379,7 +384,7 @@ class _Differ:
         self.events = bool(a.events) and bool(b.events)
 
     def level(self, a_runs: list[Run], b_runs: list[Run], prefix: str, *, roots: bool) -> None:
-        names_a, names_b = _names(a_runs), _names(b_runs)
+        names_a, names_b = _names(a_runs, roots=roots), _names(b_runs, roots=roots)
         for ra, rb in _pair(a_runs, b_runs, roots=roots):
             name = names_a[id(ra)] if ra is not None else names_b[id(rb)]
             path = f"{prefix}/{name}" if prefix else name

@@ -10,6 +10,7 @@ import pytest
 from chainkit.cli import main
 from chainkit.debug import diff_traces
 from chainkit.debug._sample import synthetic_trace
+from chainkit.trace import Trace
 from tests.debug.conftest import Recordings
 
 
@@ -30,9 +31,8 @@ def test_timing_changes_are_reported_not_structural() -> None:
     result = diff_traces(a, b, a_label="before", b_label="after")
     assert result.same
     paths = {t.path for t in result.timings}
-    assert paths == {f"pipeline[{i}]" for i in range(3)} | {
-        f"pipeline[{i}]/ChatOpenAI" for i in range(3)
-    }
+    roots = {f"pipeline(topic=topic {i})" for i in range(3)}
+    assert paths == roots | {f"{root}/ChatOpenAI" for root in roots}
     changed = [t for t in result.timings if t.kind == "chat_model"]
     assert len(changed) == 3
     assert any(t.ttft_delta for t in changed)
@@ -55,20 +55,20 @@ def test_added_removed_and_changed_runs() -> None:
     assert not result.same
     changes = {(c.change, c.path) for c in result.structure}
     added = [c for c in result.structure if c.change == "added"]
-    assert [c.path for c in added] == ["pipeline[3]"]  # a subtree is added as one
+    assert [c.path for c in added] == ["pipeline(topic=topic 3)"]  # a subtree is added as one
     assert "chain, error" in added[0].detail
     status = [c for c in result.structure if c.change == "changed" and "ok → error" in c.detail]
     assert {c.path for c in status} == {
-        "pipeline[1]",
-        "pipeline[1]/ChatOpenAI",
-        "pipeline[1]/StrOutputParser",
+        "pipeline(topic=topic 1)",
+        "pipeline(topic=topic 1)/ChatOpenAI",
+        "pipeline(topic=topic 1)/StrOutputParser",
     }
-    assert ("changed", "pipeline[1]") in changes
+    assert ("changed", "pipeline(topic=topic 1)") in changes
     retries = [c for c in result.structure if "retries 0 → 1" in c.detail]
-    assert [c.path for c in retries] == ["pipeline[1]"]
+    assert [c.path for c in retries] == ["pipeline(topic=topic 1)"]
     texts = {t.path: t for t in result.texts}
-    assert set(texts) == {"pipeline[1]", "pipeline[1]/ChatOpenAI"}
-    model = texts["pipeline[1]/ChatOpenAI"]
+    assert set(texts) == {"pipeline(topic=topic 1)", "pipeline(topic=topic 1)/ChatOpenAI"}
+    model = texts["pipeline(topic=topic 1)/ChatOpenAI"]
     assert model.b
     assert model.a.startswith(model.b)
     ops = {op for op, _ in model.words()}
@@ -84,7 +84,7 @@ def test_event_shape_changes() -> None:
     b = synthetic_trace(2, fail_every=2, events=True)
     result = diff_traces(a, b)
     shapes = {c.path: c for c in result.events}
-    model = shapes["pipeline[1]/ChatOpenAI"]
+    model = shapes["pipeline(topic=topic 1)/ChatOpenAI"]
     assert model.a == ["on_chat_model_start", "on_chat_model_stream", "on_chat_model_end"]
     assert model.b == ["on_chat_model_start", "on_chat_model_stream", "on_chat_model_error"]
 
@@ -114,3 +114,15 @@ def test_real_recordings(recordings: Recordings) -> None:
         c.change == "changed" and "OpenAIConnectionError" in c.detail for c in broken.structure
     )
     assert broken.summary_b.errors == 1
+
+
+def test_roots_with_the_same_inputs_are_numbered() -> None:
+    def twice(text: str) -> Trace:
+        trace = Trace()
+        for i in range(2):
+            trace.run_started(f"r{i}", name="echo", kind="chain", inputs={"x": 1}, t=1.0 + i)
+            trace.run_ended(f"r{i}", outputs=f"{text} {i}", t=1.5 + i)
+        return trace
+
+    result = diff_traces(twice("a"), twice("b"))
+    assert [t.path for t in result.texts] == ["echo[0]", "echo[1]"]
