@@ -169,3 +169,18 @@ def logs() -> Iterator[LogLines]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(saved)
+
+
+@pytest.fixture
+def cli_logging() -> Iterator[None]:
+    """Put the ``chainkit`` logger back as it was after a test runs the CLI.
+
+    ``chainkit.cli.main`` configures that logger (a handler on the stderr of the
+    moment, no propagation); left so, later tests would log into a closed capture.
+    """
+    logger = logging.getLogger("chainkit")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]

@@ -17,6 +17,9 @@ from chainkit.cli import main
 from tests.server.conftest import TOKEN
 
 
+pytestmark = pytest.mark.usefixtures("cli_logging")
+
+
 def test_serve_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--help"]) == 0
     out = capsys.readouterr().out

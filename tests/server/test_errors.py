@@ -167,10 +167,11 @@ def test_a_model_that_cannot_load_is_503(monkeypatch: pytest.MonkeyPatch, logs: 
     logs.wait_for("the service's model did not load: MissingAPIKeyError")
 
 
-def test_an_invalid_spec_file_is_503(
-    model_server: LocalModelServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (tmp_path / "bad.toml").write_text('name = "bad"\ntemplate = "x {y}"\nunknown_field = 1\n')
+BAD_SPEC = 'name = "bad"\ntemplate = "x {y}"\nunknown_field = 1\n'
+
+
+def test_an_invalid_spec_file_is_503(model_server: LocalModelServer, tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text(BAD_SPEC)
     with running(model_server, chains_dir=tmp_path) as svc, httpx.Client(base_url=svc.url) as c:
         response = c.post("/chains/song/invoke", json={"input": {"topic": "x"}})
         assert response.status_code == 503
@@ -178,9 +179,15 @@ def test_an_invalid_spec_file_is_503(
         assert error["code"] == "bad_chain_spec"
         assert "bad.toml" in error["message"]
         assert c.get("/chains").status_code == 503
-    # `chainkit serve` refuses to start on it, with one line
+
+
+@pytest.mark.usefixtures("cli_logging")
+def test_serve_refuses_an_invalid_spec_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from chainkit.cli import main
 
+    (tmp_path / "bad.toml").write_text(BAD_SPEC)
     assert main(["serve", "--port", "0", "--chains-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "bad.toml" in err
