@@ -51,6 +51,12 @@ class StreamCapture(BaseCallbackHandler):
     streamed nothing has no chunks, and its :attr:`~chainkit.trace.Run.text` is
     the final text.
 
+    Retries: each new attempt of a ``with_retry`` runnable (LangChain tags its
+    run ``retry:attempt:N``) and each ``on_retry`` (the legacy LLM retry
+    decorator) is a retry record, counted on the retried run. Retries inside a
+    provider SDK (openai's ``max_retries``) never reach callbacks; set
+    ``max_retries=0`` and use ``with_retry`` (or chainkit's runner) to see them.
+
     An exception inside a run is recorded (type, message, the text streamed so
     far) and reaches the caller unchanged. A failure of the handler itself is
     logged by LangChain's callback manager and never breaks the chain, unless

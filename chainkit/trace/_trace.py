@@ -94,8 +94,9 @@ class Trace:
         self.max_chars = max_chars
         self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
-        # Entries are Records, or ("c", run, t, text) chunks and ("e", event) events
-        # kept raw and turned into records only when someone reads `records`.
+        # Entries are Records, or ("c", run_id, t, text) chunks and ("e", event) events
+        # kept raw and turned into records only when someone reads `records` (a
+        # chunk tuple holds only strings and a float: the cyclic GC stops tracking it).
         self._log: list[Any] = []
         self._runs: dict[str, Run] = {}
         self._live: dict[UUID, Run] = {}
@@ -189,7 +190,7 @@ class Trace:
             if run is None:
                 run = self._run_for(run_id, "llm")
             run.chunks.append((t, text))
-            self._log.append(("c", run, t, text))
+            self._log.append(("c", run.run_id, t, text))
             if self._fd is not None:
                 self._write({"type": "chunk", "t": t, "run_id": run.run_id, "text": text})
 
@@ -322,7 +323,7 @@ class Trace:
                 self._log.append(("e", event))
             elif isinstance(record, Chunk):
                 run = self._runs[record.run_id]
-                self._log.append(("c", run, record.t, record.text))
+                self._log.append(("c", run.run_id, record.t, record.text))
             else:
                 self._log.append(record)
             self._write(record.model_dump())
@@ -423,8 +424,8 @@ class Trace:
             for i, entry in enumerate(self._log):
                 if isinstance(entry, tuple):
                     if entry[0] == "c":
-                        _, run, t, text = entry
-                        self._log[i] = Chunk(t=t, run_id=run.run_id, text=text)
+                        _, run_id, t, text = entry
+                        self._log[i] = Chunk(t=t, run_id=run_id, text=text)
                     else:
                         self._log[i] = Event.model_validate(self._event_record(entry[1]))
             return list(self._log)
@@ -605,7 +606,7 @@ class Trace:
             with self._lock:
                 run = self._run_for(obj["run_id"], "llm")
                 run.chunks.append((float(t), obj["text"]))
-                self._log.append(("c", run, float(t), obj["text"]))
+                self._log.append(("c", run.run_id, float(t), obj["text"]))
             return True
         if (
             kind == "event"
