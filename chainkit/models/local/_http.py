@@ -18,8 +18,9 @@ import contextlib
 import http
 import logging
 import socket
+import types
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, MutableMapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -36,7 +37,7 @@ ASGIApp = Callable[
         Callable[[], Awaitable[Message]],
         Callable[[Message], Awaitable[None]],
     ],
-    Awaitable[None],
+    Coroutine[Any, Any, None],
 ]
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in http.HTTPStatus}
@@ -150,6 +151,28 @@ class _Cycle:
         if not more:
             self.response_complete = True
             conn.finish(self)
+
+
+@types.coroutine
+def _drive(coro: Any, yielded: Any) -> Generator[Any, Any, None]:
+    """Continue a coroutine that already ran up to its first suspension.
+
+    Whatever it waits on is passed up to the enclosing Task, and what the Task
+    sends or throws back goes down to it: as if the Task had run it from the start.
+    """
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:  # noqa: BLE001 - forwarded to the coroutine
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration:
+                return
 
 
 class _Connection(asyncio.Protocol):
@@ -275,22 +298,41 @@ class _Connection(asyncio.Protocol):
 
     # -- running requests
     def _run(self, cycle: _Cycle) -> None:
+        """Start the app eagerly: most answers complete without suspending, so no Task
+        is needed; one that suspends is driven on by a Task from where it stopped."""
         self.current = cycle
-        self.task = self.server.loop.create_task(self._call(cycle))
-
-    async def _call(self, cycle: _Cycle) -> None:
+        coro = self.server.app(cycle.scope, cycle.receive, cycle.send)
         try:
-            await self.server.app(cycle.scope, cycle.receive, cycle.send)
-        except BaseException as exc:
-            if not isinstance(exc, self.server.quiet_exceptions):
-                logger.exception("error in the ASGI app")
-            if isinstance(exc, asyncio.CancelledError):
-                self.transport.abort()
-                raise
-            if not cycle.response_started and not self.disconnected:
-                self.transport.write(_INTERNAL_ERROR)
-            self.transport.close()
+            yielded = coro.send(None)
+        except StopIteration:
+            self._ended(cycle)
             return
+        except BaseException as exc:  # noqa: BLE001 - reported like any app error
+            self._failed(cycle, exc)
+            return
+        self.task = self.server.loop.create_task(self._resume(cycle, coro, yielded))
+
+    async def _resume(self, cycle: _Cycle, coro: Any, yielded: Any) -> None:
+        try:
+            await _drive(coro, yielded)
+        except BaseException as exc:
+            self._failed(cycle, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self._ended(cycle)
+
+    def _failed(self, cycle: _Cycle, exc: BaseException) -> None:
+        if not isinstance(exc, self.server.quiet_exceptions):
+            logger.error("error in the ASGI app", exc_info=exc)
+        if isinstance(exc, asyncio.CancelledError):
+            self.transport.abort()
+            return
+        if not cycle.response_started and not self.disconnected:
+            self.transport.write(_INTERNAL_ERROR)
+        self.transport.close()
+
+    def _ended(self, cycle: _Cycle) -> None:
         if not cycle.response_complete and not self.disconnected:
             if not cycle.response_started:
                 self.transport.write(_INTERNAL_ERROR)

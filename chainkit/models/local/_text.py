@@ -563,7 +563,7 @@ def _number_facts(number: str) -> list[str]:
             f"it lies between the whole numbers {low} and {low + 1}",
             f"as a fraction it can be written as {value.numerator}/{value.denominator}",
         ]
-    if n > 1:
+    if 1 < n <= 10**12:
         factors = _prime_factors(n)
         if factors == [n]:
             facts.append(f"it is a prime number, so it can only be divided evenly by 1 and {n}")
@@ -591,16 +591,24 @@ def _roman(n: int) -> str:
 
 
 def _prime_factors(n: int) -> list[int]:
+    """The distinct prime factors of ``n`` (trial division; ``n`` comes from a prompt)."""
     factors: list[int] = []
-    d = 2
-    while d * d <= n and len(factors) < 20:
-        while n % d == 0:
+    for d in (2, 3):
+        if n % d == 0:
             factors.append(d)
-            n //= d
-        d += 1
+            while n % d == 0:
+                n //= d
+    d = 5
+    while d * d <= n:
+        for q in (d, d + 2):
+            if n % q == 0:
+                factors.append(q)
+                while n % q == 0:
+                    n //= q
+        d += 6
     if n > 1:
         factors.append(n)
-    return sorted(set(factors))
+    return sorted(factors)
 
 
 def _write_fact(a: Analysis, rng: random.Random) -> str:
@@ -609,13 +617,12 @@ def _write_fact(a: Analysis, rng: random.Random) -> str:
         facts = _number_facts(number)
         first = facts[0] if number in _FAMOUS_NUMBERS else rng.choice(facts[:-1] or facts)
         sentence = f"Here is a fact about the number {number}: {first}."
-        if count_tokens(sentence) < 26:
-            fitting = [
-                more
-                for more in (f"{sentence} Also, {f}." for f in facts if f != first)
-                if count_tokens(more) <= 40
-            ]
-            sentence = rng.choice(fitting) if fitting else sentence
+        length = count_tokens(sentence)
+        if length < 26:  # add a second fact that keeps the answer within 40 tokens
+            # " Also", "," and "." are three tokens; the fact's leading space joins its word
+            fitting = [f for f in facts if f != first and length + 3 + count_tokens(f) <= 40]
+            if fitting:
+                sentence = f"{sentence} Also, {rng.choice(fitting)}."
         return sentence
     topic = _short_topic(a)
     known = _knowledge(a)
