@@ -206,19 +206,25 @@ async def _warm(base_url: str) -> None:
 # ---------------------------------------------------------------- memory
 
 
-def memory_child(n: int) -> None:
-    """Run ``n`` inputs through the runner with a zero-latency fake model; print RSS figures."""
+def memory_child(n: int, base_url: str | None) -> None:
+    """Run ``n`` inputs through the runner with short outputs; print RSS figures.
+
+    The model is a zero-latency fake chat model, or the local model at ``base_url``
+    (``max_tokens=4``) when one is given.
+    """
     from langchain_core.language_models import FakeListChatModel
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
+    from langchain_openai import ChatOpenAI
 
     from chainkit.runners import run_batch_sync
 
-    chain = (
-        ChatPromptTemplate.from_template(PROMPT)
-        | FakeListChatModel(responses=["A short fact."])
-        | StrOutputParser()
+    model: Any = (
+        ChatOpenAI(base_url=base_url, api_key="bench", model="chainkit-local", max_tokens=4)
+        if base_url
+        else FakeListChatModel(responses=["A short fact."])
     )
+    chain = ChatPromptTemplate.from_template(PROMPT) | model | StrOutputParser()
     gc.collect()
     base = _rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
@@ -250,13 +256,19 @@ def _rss_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def measure_memory(n: int) -> dict[str, Any]:
-    done = subprocess.run(  # noqa: S603 - this very script
-        [sys.executable, __file__, "--memory-child", str(n)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def measure_memory(n: int, model: str) -> dict[str, Any]:
+    proc, base_url = start_server(0, "fixed:0") if model == "local" else (None, "")
+    try:
+        done = subprocess.run(  # noqa: S603 - this very script
+            [sys.executable, __file__, "--memory-child", str(n), "--memory-url", base_url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
     data: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return data
 
@@ -273,10 +285,17 @@ def main() -> int:
     parser.add_argument("--memory-sizes", default="10000,100000")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument(
+        "--memory-model",
+        choices=("fake", "local"),
+        default="fake",
+        help="fake: a zero-latency fake chat model; local: the local model over HTTP",
+    )
     parser.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child)
+        memory_child(args.memory_child, args.memory_url or None)
         return 0
 
     ok = True
@@ -321,10 +340,11 @@ def main() -> int:
             print(f"  [{'ok' if passed else 'MISSED'}] {label}")
             ok = ok and passed
     if not args.skip_memory:
-        print("memory: zero-latency fake chat model, short outputs, generator input, JSONL output")
+        what = "local model over HTTP, max_tokens=4" if args.memory_model == "local" else "fake"
+        print(f"memory: {what} chat model, zero latency, generator input, JSONL output")
         peaks = []
         for size in (int(s) for s in args.memory_sizes.split(",")):
-            data = measure_memory(size)
+            data = measure_memory(size, args.memory_model)
             peaks.append(data["peak_mb"])
             print(
                 f"  N={size:>7}: peak RSS {data['peak_mb']:.1f} MB (after imports "

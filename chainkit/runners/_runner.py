@@ -212,7 +212,7 @@ class _Batch:
         self.keep_results = True
         self._main: asyncio.Task[Any] | None = None
         self._stopping = False
-        self._fatal: BaseException | None = None
+        self._emit_error: BaseException | None = None
         self._t0 = time.monotonic()
 
     # ------------------------------------------------------------------ run
@@ -241,7 +241,7 @@ class _Batch:
             finished = True
         except BaseException as exc:
             self._stopping = True
-            fatal = self._fatal
+            fatal = self._emit_error
             if fatal is None and isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                 self.report.cancelled = True
             await self._shutdown(exc)
@@ -529,8 +529,8 @@ class _Batch:
         try:
             await self._deliver(seq, record)
         except Exception as exc:  # noqa: BLE001 - e.g. the disk is full: stop the batch
-            if self._fatal is None:
-                self._fatal = exc
+            if self._emit_error is None:
+                self._emit_error = exc
             if self._main is not None and not self._main.done():
                 self._main.cancel()
 
