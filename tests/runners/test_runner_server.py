@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -28,6 +29,7 @@ def reuse_run() -> tuple[dict[int, str], dict[str, Any]]:
     with local_model_server() as server:
         chain = fact_chain(server, max_tokens=MAX_TOKENS)
         report = asyncio.run(run_batch(chain, fact_inputs(1000), max_concurrency=20, **FAST))
+        settle(server, 1000)
         stats = server.stats()
     assert report.failed == 0
     return {r.index: r.output for r in report.results}, stats
@@ -37,6 +39,21 @@ def reuse_run() -> tuple[dict[int, str], dict[str, Any]]:
 def truth(reuse_run: tuple[dict[int, str], dict[str, Any]]) -> dict[int, str]:
     """The deterministic answer of each input (from a fault-free server)."""
     return reuse_run[0]
+
+
+def number_of(prompt: str) -> int:
+    found = re.search(r"number (\d+)", prompt)
+    assert found is not None, prompt
+    return int(found.group(1))
+
+
+def settle(server: LocalModelServer, requests: int) -> None:
+    """Wait until the server has logged ``requests`` requests (it logs after answering)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while server.stats()["requests_total"] < requests and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def log_of(server: LocalModelServer) -> list[dict[str, Any]]:
@@ -84,6 +101,7 @@ def test_exactly_once_under_faults(truth: dict[int, str]) -> None:
                 **FAST,
             )
         )
+        settle(server, report.attempts)
         log = log_of(server)
         stats = server.stats()
 
@@ -103,14 +121,17 @@ def test_exactly_once_under_faults(truth: dict[int, str]) -> None:
     assert report.retries == len(log) - 500
 
     # the server saw no call for an input after that input had succeeded
-    by_prompt: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_number: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for entry in log:
-        by_prompt[entry["prompt_digest"]].append(entry)
-    assert len(by_prompt) == 500
-    for entries in by_prompt.values():
-        done = [e for e in entries if e["outcome"] == "completed"]
-        assert len(done) == 1
-        assert all(e["t_start"] <= done[0]["t_end"] for e in entries)
+        by_number[number_of(entry["prompt"])].append(entry)
+    assert sorted(by_number) == list(range(500))
+    for record in records:
+        assert record.ended is not None
+        succeeded_at = record.ended.timestamp()
+        calls = by_number[record.index]
+        assert len(calls) == record.attempts
+        assert all(call["t_start"] <= succeeded_at for call in calls)
+        assert any(call["outcome"] == "completed" for call in calls)
 
 
 # ---------------------------------------------------------------- limits
@@ -124,6 +145,7 @@ def test_rpm_is_held_as_the_server_counts_it(calm: LocalModelServer) -> None:
         run_batch(fact_chain(calm, max_tokens=4), fact_inputs(40), rpm=600, **FAST)
     )
     assert report.succeeded == 40
+    settle(calm, 40)
     starts = [e["t_start"] for e in log_of(calm)]
     assert len(starts) == 40
     ones = [1.0] * len(starts)
@@ -142,6 +164,7 @@ def test_tpm_is_held_as_the_server_counts_it(calm: LocalModelServer) -> None:
         run_batch(fact_chain(calm, max_tokens=8), fact_inputs(14), tpm=3000, **FAST)
     )
     assert report.succeeded == 14
+    settle(calm, 14)
     log = log_of(calm)
     starts = [e["t_start"] for e in log]
     tokens = [float(e["prompt_tokens"] + e["completion_tokens"]) for e in log]
@@ -257,6 +280,7 @@ def test_retries_never_stack() -> None:
             stop_after_attempt=3
         )
         report = asyncio.run(run_batch(chain, fact_inputs(3), retries=1, **FAST))
+        settle(server, 9)
         per_prompt = Counter(e["prompt_digest"] for e in server.request_log())
     assert report.failed == 3
     assert sorted(per_prompt.values()) == [3, 3, 3]
