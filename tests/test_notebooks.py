@@ -33,7 +33,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "02_concurrency.ipynb": [
         "3 answers in",  # gather
-        "30 facts in",  # semaphore, fixed batches
+        "20 facts in",  # semaphore, fixed batches
         "image/png",  # the plot of each item's start and end
         "ck-live",  # live_stream's in-place table
         "a futuristic city",

@@ -173,3 +173,13 @@ def test_ten_thousand_runs_render_only_what_is_in_view(browser: Any, tmp_path: P
         assert page.errors == []
     finally:
         page.close()
+
+
+def test_an_empty_trace_loads_without_errors(browser: Any, tmp_path: Path) -> None:
+    page = Page(browser, write_html(Trace(), tmp_path / "empty.html"))
+    try:
+        assert page.shown() == 0
+        assert page.page.locator("#empty").inner_text() == "no runs in this trace"
+        assert page.errors == []
+    finally:
+        page.close()

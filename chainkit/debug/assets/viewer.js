@@ -98,6 +98,7 @@
     countEl.setAttribute("data-visible", String(visible.length));
     countEl.setAttribute("data-total", String(N));
     $("empty").style.display = visible.length ? "none" : "block";
+    $("empty").textContent = N ? "no runs match the filters" : "no runs in this trace";
     render();
   }
 
@@ -131,7 +132,8 @@
     ticks.textContent = "";
     var range = win1 - win0, width = ticks.clientWidth || 600;
     var step = niceStep(range, Math.max(2, Math.floor(width / 90)));
-    for (var t = Math.ceil(win0 / step) * step; t <= win1 + 1e-9; t += step) {
+    if (!(step > 0) || !isFinite(step)) step = range || 1;
+    for (var t = Math.ceil(win0 / step) * step, n = 0; t <= win1 + 1e-9 && n < 200; t += step, n++) {
       var el = h("div", { cls: "tick", text: fmtTick(t, step) });
       el.style.left = ((t - win0) / range * 100) + "%";
       ticks.appendChild(el);
