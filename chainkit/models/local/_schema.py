@@ -156,7 +156,7 @@ class SchemaValues:
         lo = schema.get("minItems", 0)
         hi = schema.get("maxItems")
         lo = lo if isinstance(lo, int) and lo >= 0 else 0
-        want = self.a.count or (len(self.a.keywords) if _is_word_list(name) else 3)
+        want = self.a.quantity or (len(self.a.keywords) if _is_word_list(name) else 3)
         want = max(lo, min(want, 5))
         if isinstance(hi, int):
             want = min(want, hi)

@@ -17,10 +17,9 @@ import math
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "Analysis",
@@ -154,6 +153,11 @@ for _name, _alternatives in _KINDS:
                 _KIND_PHRASES.append((_form, _name))
             else:
                 _KIND_WORDS.setdefault(_form, _name)
+_KIND_WORD_RANK = {word: _KIND_RANK[kind] for word, kind in _KIND_WORDS.items()}
+_KIND_PHRASE_RANK = [(phrase, _KIND_RANK[kind]) for phrase, kind in _KIND_PHRASES]
+_MATH_RANK = _KIND_RANK["math"]
+_GREETING_RANK = _KIND_RANK["greeting"]
+_NO_KIND = len(_KINDS)
 _LOWER_WORD_RE = re.compile(r"[a-z]+")
 _DIGIT_RE = re.compile(r"\d")
 _MATH_KIND_RE = re.compile(_KINDS[_KIND_RANK["math"]][1])
@@ -168,13 +172,16 @@ _MATH_RE = re.compile(
 
 def _kind(low: str) -> str:
     """The highest-priority kind whose words appear in ``low`` (lowercased), else "answer"."""
-    ranks = [_KIND_RANK[_KIND_WORDS[w]] for w in _LOWER_WORD_RE.findall(low) if w in _KIND_WORDS]
-    ranks += [_KIND_RANK[kind] for phrase, kind in _KIND_PHRASES if phrase in low]
-    if _DIGIT_RE.search(low) and _MATH_KIND_RE.search(low):
-        ranks.append(_KIND_RANK["math"])
-    if _GREETING_RE.match(low):
-        ranks.append(_KIND_RANK["greeting"])
-    return _KINDS[min(ranks)][0] if ranks else "answer"
+    ranks = _KIND_WORD_RANK
+    best = min([ranks[w] for w in _LOWER_WORD_RE.findall(low) if w in ranks], default=_NO_KIND)
+    for phrase, rank in _KIND_PHRASE_RANK:
+        if rank < best and phrase in low:
+            best = rank
+    if best > _MATH_RANK and _DIGIT_RE.search(low) and _MATH_KIND_RE.search(low):
+        best = _MATH_RANK
+    if best > _GREETING_RANK and _GREETING_RE.match(low):
+        best = _GREETING_RANK
+    return _KINDS[best][0] if best < _NO_KIND else "answer"
 
 
 _TOPIC_PATTERNS = (
@@ -208,15 +215,14 @@ _LEADING_FILLER = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Analysis:
-    """What a prompt asks for."""
+class Analysis(NamedTuple):
+    """What a prompt asks for (a named tuple: cheap to build, hashable for caches)."""
 
     text: str
     kind: str
     topic: str
     keywords: tuple[str, ...]
-    count: int | None
+    quantity: int | None  # "five fruits", "3 tips"
     numbers: tuple[str, ...]
     source: str  # the text to summarize, for summaries
     phrase: str = ""  # the topic with its article ("a dragon who loves tea")
@@ -248,7 +254,7 @@ def analyse(text: str) -> Analysis:
     if not topic:
         topic = _keywords_phrase(instruction) or "this"
     phrase = phrase or topic
-    keywords = tuple(dict.fromkeys(w for w in _words(topic) if w.lower() not in STOP_WORDS))
+    keywords = tuple(dict.fromkeys([w for w in _words(topic) if w.lower() not in STOP_WORDS]))
     if not keywords:
         keywords = tuple(
             dict.fromkeys(w for w in _words(instruction) if w.lower() not in STOP_WORDS)
@@ -258,9 +264,12 @@ def analyse(text: str) -> Analysis:
     return Analysis(text, kind, topic, keywords, count, numbers, source, phrase)
 
 
+_SOURCE_RE = re.compile(r"[:\n]\s*\n?")
+
+
 def _split_source(text: str) -> tuple[str, str]:
     """Separate an instruction from a text given to work on ("Summarize: ...")."""
-    match = re.search(r"[:\n]\s*\n?", text)
+    match = _SOURCE_RE.search(text)
     if match and len(text) - match.end() > 80:
         return text[: match.start()], text[match.end() :].strip()
     if "\n\n" in text:
@@ -689,7 +698,7 @@ def _write_explain(a: Analysis, rng: random.Random) -> str:
 
 
 def _write_list(a: Analysis, rng: random.Random) -> str:
-    count = a.count or 5
+    count = a.quantity or 5
     count = max(1, min(count, 12))
     topic = _short_topic(a)
     items = _category_items(a)
