@@ -16,7 +16,6 @@ import uvicorn
 from chainkit.cli import main
 from tests.server.conftest import TOKEN
 
-
 pytestmark = pytest.mark.usefixtures("cli_logging")
 
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from chainkit.models.local import LocalModelServer
 from chainkit.server import ServiceThread
 from chainkit.testing import local_model_server
-from tests.server.conftest import LogLines, iter_sse, running
+from tests.server.conftest import LogLines, chat_model, iter_sse, running
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def slow_model() -> Iterator[LocalModelServer]:
 
 @pytest.fixture(scope="module")
 def slow_service(slow_model: LocalModelServer) -> Iterator[ServiceThread]:
-    with running(slow_model) as svc:
+    with running(slow_model, model=chat_model(slow_model, max_tokens=None)) as svc:
         yield svc
 
 
