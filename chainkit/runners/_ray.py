@@ -82,6 +82,7 @@ class RayBatchReport(BatchReport):
     rerun_items: int = 0
     duplicates_dropped: int = 0
     items_per_worker: dict[str, int] = field(default_factory=dict)
+    worker_cpu: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
@@ -95,6 +96,7 @@ class RayBatchReport(BatchReport):
             "rerun_items": self.rerun_items,
             "duplicates_dropped": self.duplicates_dropped,
             "items_per_worker": dict(self.items_per_worker),
+            "worker_cpu": round(self.worker_cpu, 3),
         }
         return data
 
@@ -686,6 +688,7 @@ class _RayBatch(_Batch):
         stats = [s for s in pool.stats.values() if s]
         if not stats:
             return
+        self.ray_report.worker_cpu = sum(s.get("cpu", 0.0) for s in stats)
         self.concurrency.max_in_flight = sum(s["max_in_flight"] for s in stats)
         self.concurrency.rate_limited = sum(s["rate_limited"] for s in stats)
         self.concurrency.cooldown_waited = sum(s["cooldown_waited"] for s in stats)

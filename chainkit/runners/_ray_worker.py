@@ -54,8 +54,8 @@ from chainkit.runners._runner import _Batch
 
 __all__ = ["FLUSH_INTERVAL", "FLUSH_RECORDS", "Limiter", "Worker", "failure_of"]
 
-FLUSH_INTERVAL = 0.05  # seconds a worker collects finished records before sending them
-FLUSH_RECORDS = 256  # ... or this many, whichever comes first
+FLUSH_INTERVAL = 0.2  # a block's records go to the driver at most this often (seconds) ...
+FLUSH_RECORDS = 256  # ... unless this many are ready
 
 Row = tuple[int, Any, Any, "int | None"]  # index, value, id, line of one input
 
@@ -131,6 +131,7 @@ class WorkerState:
     concurrency: SharedConcurrency
     running: asyncio.Semaphore
     items: int = 0
+    cpu: float = field(default_factory=time.process_time)  # this process's CPU at setup
 
 
 @dataclass
@@ -140,6 +141,7 @@ class _Block:
     task: asyncio.Task[Any] | None = None
     finished: list[ResultRecord] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    taken: float = 0.0  # when the driver last took records
 
     async def sink(self, record: ResultRecord) -> None:
         self.finished.append(record)
@@ -274,6 +276,7 @@ class Worker:
             "cooldown_waited": concurrency.cooldown_waited,
             "min_limit": concurrency.min_limit,
             "rate_limit_wait": state.limits.waited,
+            "cpu": time.process_time() - state.cpu,
         }
 
     def _wake(self) -> None:
@@ -308,8 +311,17 @@ class Worker:
         if not block.finished and not block.task.done() and not state.concurrency.signals:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(block.ready.wait(), wait)
-            if len(block.finished) < FLUSH_RECORDS and not block.task.done():
-                await asyncio.sleep(FLUSH_INTERVAL)  # a few more: fewer, larger replies
+        # fewer, larger replies: a driver call costs far more than a record
+        while (
+            (delay := block.taken + FLUSH_INTERVAL - time.monotonic()) > 0
+            and len(block.finished) < FLUSH_RECORDS
+            and not block.task.done()
+            and not state.concurrency.signals
+        ):
+            block.ready.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(block.ready.wait(), delay)
+        block.taken = time.monotonic()
         block.ready.clear()
         info: dict[str, Any] = {}
         if state.concurrency.signals:
