@@ -211,3 +211,31 @@ def test_standalone_server_says_where_it_listens(argv: list[str]) -> None:
             rest = proc.stderr.read()
             proc.stderr.close()
             assert "Traceback" not in rest
+
+
+def test_public_names_are_sorted_and_importable() -> None:
+    import chainkit.models.local as local
+    import chainkit.testing as testing
+
+    for module in (local, testing):
+        assert module.__all__ == sorted(module.__all__)
+        assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_blank_ids_gives_stable_placeholders() -> None:
+    from chainkit.testing import blank_ids
+
+    events = [
+        {"event": "on_chain_start", "run_id": "a1", "parent_ids": []},
+        {"event": "on_chat_model_start", "run_id": "b2", "parent_ids": ["a1"]},
+        {"event": "on_chat_model_end", "run_id": "b2", "parent_ids": ["a1"]},
+        {"event": "on_chain_end", "run_id": "a1", "parent_ids": [], "data": {"x": 1}},
+    ]
+    other = [
+        {**e, "run_id": e["run_id"].upper(), "parent_ids": [p.upper() for p in e["parent_ids"]]}
+        for e in events
+    ]
+    assert blank_ids(events) == blank_ids(other)
+    assert [e["run_id"] for e in blank_ids(events)] == ["run-0", "run-1", "run-1", "run-0"]
+    assert blank_ids(events)[1]["parent_ids"] == ["run-0"]
+    assert events[0]["run_id"] == "a1"  # the input is not changed
