@@ -214,8 +214,8 @@ def test_standalone_server_says_where_it_listens(argv: list[str]) -> None:
 
 
 def test_public_names_are_sorted_and_importable() -> None:
-    import chainkit.models.local as local
-    import chainkit.testing as testing
+    from chainkit import testing
+    from chainkit.models import local
 
     for module in (local, testing):
         assert module.__all__ == sorted(module.__all__)
