@@ -256,3 +256,30 @@ def test_app_also_runs_under_uvicorn() -> None:
         finally:
             server.should_exit = True
             thread.join(10)
+
+
+def test_http_server_refuses_to_buffer_huge_bodies() -> None:
+    from chainkit.models.local._http import HttpServer
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("the app must not see the body")
+
+    async def main() -> bytes:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        server = HttpServer(app, sock, max_body_bytes=1000)  # type: ignore[arg-type]
+        await server.start()
+        reader, writer = await asyncio.open_connection(*sock.getsockname())
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 5000\r\n\r\n"
+        )
+        writer.write(b"x" * 5000)
+        data = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        await server.shutdown(grace=0.1)
+        sock.close()
+        return data
+
+    assert asyncio.run(main()).startswith(b"HTTP/1.1 413")

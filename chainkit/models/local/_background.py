@@ -48,7 +48,10 @@ def _loop_factory() -> asyncio.AbstractEventLoop:
 
 
 def _http_server(app: LocalModelApp, sock: socket.socket) -> HttpServer:
-    return HttpServer(app, sock, quiet_exceptions=(InjectedDisconnect,))
+    # The app answers 413 above settings.max_body_bytes (a header may raise it for one
+    # request); the server itself refuses to buffer more than this.
+    cap = max(4 * app.settings.max_body_bytes, 64 * 1024 * 1024)
+    return HttpServer(app, sock, quiet_exceptions=(InjectedDisconnect,), max_body_bytes=cap)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -57,6 +57,7 @@ def _error_response(status: int, message: str, kind: str) -> bytes:
 
 
 _BAD_REQUEST = _error_response(400, "Malformed HTTP request", "invalid_request_error")
+_TOO_LARGE = _error_response(413, "Request body too large", "invalid_request_error")
 _INTERNAL_ERROR = _error_response(500, "Internal server error", "server_error")
 
 
@@ -70,6 +71,7 @@ class _Cycle:
 
     __slots__ = (
         "body",
+        "body_size",
         "chunked",
         "complete",
         "conn",
@@ -87,6 +89,7 @@ class _Cycle:
         self.scope = scope
         self.keep_alive = keep_alive
         self.body: list[bytes] = []
+        self.body_size = 0
         self.complete = False
         self.received = False
         self.response_started = False
@@ -283,6 +286,12 @@ class _Connection(asyncio.Protocol):
         cycle = self.cycle
         if cycle is not None:
             cycle.body.append(body)
+            cycle.body_size += len(body)
+            if cycle.body_size > self.server.max_body_bytes:  # the app never sees it
+                self.cycle = None
+                if not self.disconnected:
+                    self.transport.write(_TOO_LARGE)
+                    self.transport.close()
 
     def on_message_complete(self) -> None:
         cycle = self.cycle
@@ -376,7 +385,11 @@ class _Connection(asyncio.Protocol):
 
 
 class HttpServer:
-    """Serve ``app`` on an already-bound listening socket."""
+    """Serve ``app`` on an already-bound listening socket.
+
+    Bodies above ``max_body_bytes`` are refused with a 413 before the app sees
+    them (the app applies its own, usually smaller, limit).
+    """
 
     def __init__(
         self,
@@ -384,8 +397,10 @@ class HttpServer:
         sock: socket.socket,
         *,
         quiet_exceptions: tuple[type[BaseException], ...] = (),
+        max_body_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
         self.sock = sock
         name = sock.getsockname()
         self.address = (str(name[0]), int(name[1]))
