@@ -187,3 +187,18 @@ async def test_fifty_concurrent_streams_complete_and_stay_separate(
     assert stats["streams"]["completed"] == 50
     assert stats["streams"]["cut_client"] == 0
     assert stats["max_in_flight"] > 10  # the streams overlapped
+
+
+def test_stream_events_serialize_pydantic_outputs(client: httpx.Client) -> None:
+    _, events = stream_events(
+        client, "/chains/extract/stream_events", {"input": {"text": "A sunny day at the beach."}}
+    )
+    assert events[-1].event == "end"
+    data = [e.data for e in events if e.event == "data"]
+    output = data[-1]["data"]["output"]  # the root run's end: an Extraction, as an object
+    assert data[-1]["event"] == "on_chain_end"
+    assert set(output) >= {"title", "keywords", "sentiment"}
+    model_end = next(d for d in data if d["event"] == "on_chat_model_end")
+    tool_calls = model_end["data"]["output"]["tool_calls"]
+    assert tool_calls[0]["name"] == "Extraction"
+    assert isinstance(tool_calls[0]["args"], dict)
