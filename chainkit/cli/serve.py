@@ -48,11 +48,12 @@ def serve(
         bool, typer.Option(help="Add request bodies (redacted, cut) to the access log.")
     ] = False,
 ) -> None:
-    """Serve every chain over HTTP: /generate, /chains, /chains/NAME/invoke|batch|stream|
-    stream_events, /health, /metrics, docs at /docs.
+    """Serve every chain over HTTP (FastAPI under uvicorn); API docs at /docs.
 
+    Endpoints: POST /generate, GET /chains, POST /chains/NAME/invoke, /batch,
+    /stream and /stream_events (Server-Sent Events), GET /health, GET /metrics.
     With CHAINKIT_API_TOKEN set, every endpoint but /health needs
-    'Authorization: Bearer <token>'.
+    'Authorization: Bearer <token>'. Ctrl-C stops it.
     """
     from chainkit.server import ServerSettings
     from chainkit.server import serve as run_service
