@@ -301,6 +301,29 @@ def callback_report(modes: dict[str, Mode]) -> list[str]:
     return lines
 
 
+def calls_report(modes: dict[str, Mode], loop: asyncio.AbstractEventLoop) -> list[str]:
+    """Function calls per chunk (cProfile's count): a proxy for CPU that load cannot move."""
+    import cProfile
+    import pstats
+
+    lines = ["", "Python function calls per chunk (cProfile, one run; deterministic):"]
+    counts: dict[str, float] = {}
+    for mode in modes.values():
+        profile = cProfile.Profile()
+        profile.enable()
+        chunks = loop.run_until_complete(mode.run()) if mode.is_async else mode.run()
+        profile.disable()
+        counts[mode.name] = pstats.Stats(profile).total_calls / chunks  # type: ignore[attr-defined]
+    base = {True: counts["chainkit chain, astream"], False: counts["sync stream"]}
+    for name, count in counts.items():
+        is_sync = name.startswith("sync stream") and "in loop" not in name
+        ref = base[False] if is_sync else base[True]
+        if "in loop" in name:
+            ref = counts["sync stream in loop"]
+        lines.append(f"{name:38} {count:>8.0f} {count / ref - 1:>+8.1%}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=20)
@@ -332,6 +355,7 @@ def main() -> None:
         print(f"{args.streams} streams x {args.rounds} rounds; client CPU s per 1,000 chunks")
         print("\n".join(report(modes)))
         print("\n".join(callback_report(modes)))
+        print("\n".join(calls_report(modes, loop)))
     finally:
         proc.terminate()
         proc.wait(10)

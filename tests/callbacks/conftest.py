@@ -33,6 +33,13 @@ async def model() -> AsyncIterator[ChatOpenAI]:
 
 
 @pytest.fixture
+async def http_client() -> AsyncIterator[httpx.AsyncClient]:
+    """An async HTTP client of this test's event loop, for models built in the test."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
 def sync_model() -> ChatOpenAI:
     chat = load_model("local", temperature=0, max_tokens=MAX_TOKENS)
     assert isinstance(chat, ChatOpenAI)

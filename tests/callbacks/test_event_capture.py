@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_openai import ChatOpenAI
@@ -181,11 +182,15 @@ async def test_filters_match_astream_events(
     assert shape(events.events) == shape(reference)
 
 
-async def test_errors_become_events() -> None:
+async def test_errors_become_events(http_client: httpx.AsyncClient) -> None:
     with local_model_server(disconnect_rate=1.0) as server:
         model = ChatOpenAI(
-            base_url=server.base_url, api_key="x", model="chainkit-local", max_retries=0
-        )  # type: ignore[arg-type]
+            base_url=server.base_url,
+            api_key="x",  # type: ignore[arg-type]
+            model="chainkit-local",
+            max_retries=0,
+            http_async_client=http_client,
+        )
         chain = song_chain(model)
         events = EventCapture(strict=True)
         with pytest.raises(Exception) as caught:  # noqa: PT011

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
@@ -48,9 +49,11 @@ async def test_v2_events_pass_unchanged_and_are_recorded(chain: Runnable[Any, st
     assert root.status == "ok"
 
 
-async def test_first_seed_v1_loop_recorded_as_written(tmp_path: Path) -> None:
+async def test_first_seed_v1_loop_recorded_as_written(
+    tmp_path: Path, http_client: httpx.AsyncClient
+) -> None:
     # the first seed's loop, on the local completion model, with its early break
-    llm = load_llm("local", temperature=0, max_tokens=64)
+    llm = load_llm("local", temperature=0, max_tokens=64, http_async_client=http_client)
     trace = Trace(tmp_path / "v1.jsonl")
     printed = []
     idx = 0

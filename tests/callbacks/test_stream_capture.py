@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 from langchain_core.callbacks.manager import adispatch_custom_event
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
@@ -156,13 +157,14 @@ def _local_base_url() -> str:
     return ensure_server().base_url
 
 
-async def test_error_mid_stream_keeps_partial_text() -> None:
+async def test_error_mid_stream_keeps_partial_text(http_client: httpx.AsyncClient) -> None:
     with local_model_server(disconnect_rate=1.0) as server:
         model = ChatOpenAI(
             base_url=server.base_url,
-            api_key="x",
+            api_key="x",  # type: ignore[arg-type]
             model="chainkit-local",
-            max_retries=0,  # type: ignore[arg-type]
+            max_retries=0,
+            http_async_client=http_client,
         )
         chain = song_chain(model)
         # without capture: what the caller gets
@@ -283,10 +285,15 @@ async def test_custom_events_are_recorded() -> None:
     assert custom.data == {"done": 0.5}  # type: ignore[union-attr]
 
 
-async def test_trace_file_and_canary(tmp_path: Path, chain: Runnable[dict[str, Any], str]) -> None:
+async def test_trace_file_and_canary(tmp_path: Path, http_client: httpx.AsyncClient) -> None:
     # ChatOpenAI here takes OPENAI_API_KEY, the canary, from the environment
     with local_model_server() as server:
-        model = ChatOpenAI(base_url=server.base_url, model="chainkit-local", max_tokens=12)
+        model = ChatOpenAI(
+            base_url=server.base_url,
+            model="chainkit-local",
+            max_tokens=12,
+            http_async_client=http_client,
+        )
         capture = StreamCapture(tmp_path / "trace.jsonl")
         config: RunnableConfig = {"callbacks": [capture], "metadata": {"note": "x"}}
         async for _ in song_chain(model).astream({"topic": "keys"}, config):

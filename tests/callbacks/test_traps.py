@@ -18,6 +18,7 @@ import threading
 from typing import Any
 from uuid import uuid4
 
+import httpx
 import pytest
 from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
@@ -110,10 +111,12 @@ def test_hooks_are_inline_plain_methods() -> None:
             assert not inspect.iscoroutinefunction(getattr(cls, name)), (cls, name)
 
 
-async def test_llm_start_reaches_us_beside_an_inline_tracer() -> None:
+async def test_llm_start_reaches_us_beside_an_inline_tracer(
+    http_client: httpx.AsyncClient,
+) -> None:
     # issue 39633: AsyncCallbackManager.on_llm_start sends the start only to the
     # inline handlers when there is one; ours are inline, so they get it.
-    llm = load_llm("local", temperature=0, max_tokens=8)
+    llm = load_llm("local", temperature=0, max_tokens=8, http_async_client=http_client)
     tracer, streams, events = InlineTracer(), StreamCapture(strict=True), EventCapture(strict=True)
     run_id = uuid4()
     text = "".join(
