@@ -63,6 +63,7 @@ class Result:
     ideal: float
     latency_sum: float
     latency_max: float
+    cpu: float = 0.0  # client CPU seconds (this process)
 
 
 def start_server(seed: int, latency: str) -> tuple[subprocess.Popen[str], str]:
@@ -178,16 +179,17 @@ def measure(
     try:
         asyncio.run(_warm(base_url))
         gc.collect()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         ok = asyncio.run(run(base_url, n, c))  # type: ignore[arg-type]
         wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
         log = [e for e in server_log(base_url) if e["endpoint"].endswith("/chat/completions")]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
     latencies = [e["t_end"] - e["t_start"] for e in log if "bench-warmup" not in e["prompt"]]
     total, longest = sum(latencies), max(latencies)
-    return Result(name, wall, ok, max(total / c, longest), total, longest)
+    return Result(name, wall, ok, max(total / c, longest), total, longest, cpu)
 
 
 async def _warm(base_url: str) -> None:
@@ -345,6 +347,7 @@ def timing(args: argparse.Namespace) -> bool:
             best[name] = result
         print(
             f"  {name:<36} {result.wall:7.2f} s  {result.wall / result.ideal:5.2f}x ideal  "
+            f"client CPU {1000 * result.cpu / n:.2f} ms/request  "
             f"(ok {result.ok}/{n}, latencies sum {result.latency_sum:.1f} s, "
             f"max {result.latency_max:.2f} s, ideal {result.ideal:.2f} s)",
             flush=True,
@@ -353,7 +356,10 @@ def timing(args: argparse.Namespace) -> bool:
     runner, fixed, semaphore, abatch = (best[name] for name, _ in main_variants)
     print("  best of the rounds:")
     for result in results:
-        print(f"    {result.name:<36} {result.wall:7.2f} s  {result.wall / result.ideal:5.2f}x")
+        print(
+            f"    {result.name:<36} {result.wall:7.2f} s  {result.wall / result.ideal:5.2f}x ideal"
+            f"  {1000 * result.cpu / n:.2f} ms CPU/request"
+        )
     checks = [
         ("runner <= 1.10x ideal", runner.wall <= TARGET_IDEAL * runner.ideal),
         ("runner <= 1.05x Semaphore", runner.wall <= TARGET_SEMAPHORE * semaphore.wall),
