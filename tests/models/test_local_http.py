@@ -283,3 +283,24 @@ def test_http_server_refuses_to_buffer_huge_bodies() -> None:
         return data
 
     assert asyncio.run(main()).startswith(b"HTTP/1.1 413")
+
+
+@pytest.mark.parametrize("path", [CHAT, "/v1/completions"])
+def test_fast_path_and_asgi_path_answer_alike(server: LocalModelServer, path: str) -> None:
+    body = (
+        {**GOOD, "n": 2, "stop": ["zzz"]}
+        if path == CHAT
+        else {"model": "m", "prompt": ["a fact about 7", "a poem"], "max_tokens": 30}
+    )
+    with httpx.Client(base_url=server.url) as client:
+        fast = client.post(path, json=body).json()
+        # the faults header sends the request through the ASGI app instead
+        slow = client.post(path, json=body, headers={"X-Chainkit-Faults": "seed=0"}).json()
+        bad_fast = client.post(path, json={**body, "n": 0})
+        bad_slow = client.post(path, json={**body, "n": 0}, headers={"X-Chainkit-Faults": "seed=0"})
+    for key in ("id", "created"):
+        fast.pop(key)
+        slow.pop(key)
+    assert fast == slow
+    assert bad_fast.status_code == bad_slow.status_code == 400
+    assert bad_fast.json() == bad_slow.json()

@@ -310,6 +310,14 @@ class _Connection(asyncio.Protocol):
         """Start the app eagerly: most answers complete without suspending, so no Task
         is needed; one that suspends is driven on by a Task from where it stopped."""
         self.current = cycle
+        answer_now = self.server.answer_now
+        if answer_now is not None:
+            body = b"".join(cycle.body) if len(cycle.body) != 1 else cycle.body[0]
+            cycle.body = [body]
+            response = answer_now(cycle.scope, body)
+            if response is not None:
+                self._write_now(cycle, *response)
+                return
         coro = self.server.app(cycle.scope, cycle.receive, cycle.send)
         try:
             yielded = coro.send(None)
@@ -320,6 +328,23 @@ class _Connection(asyncio.Protocol):
             self._failed(cycle, exc)
             return
         self.task = self.server.loop.create_task(self._resume(cycle, coro, yielded))
+
+    def _write_now(
+        self, cycle: _Cycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        if self.disconnected:
+            self.current = None
+            return
+        head = [_status_line(status)]
+        for name, value in headers:
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"content-length: %d\r\n" % len(body))
+        if not cycle.keep_alive:
+            head.append(b"connection: close\r\n")
+        head += (b"\r\n", body)
+        cycle.response_started = cycle.response_complete = True
+        self.transport.write(b"".join(head))
+        self.finish(cycle)
 
     async def _resume(self, cycle: _Cycle, coro: Any, yielded: Any) -> None:
         try:
@@ -401,6 +426,10 @@ class HttpServer:
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # optional fast path: app.answer_now(scope, body) -> (status, headers, body) | None
+        self.answer_now: (
+            Callable[[Any, bytes], tuple[int, list[tuple[bytes, bytes]], bytes] | None] | None
+        ) = getattr(app, "answer_now", None)
         self.sock = sock
         name = sock.getsockname()
         self.address = (str(name[0]), int(name[1]))
