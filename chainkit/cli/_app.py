@@ -52,12 +52,24 @@ def _root(
 
 def configure_logging(level: int) -> None:
     """Log records as one line each on stderr (progress and logs never go to stdout)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("chainkit")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    root.propagate = False
+    # propagation stays on: a host that embeds the CLI (or pytest caplog) still sees records
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a record is logged, not when set up.
+
+    So a redirected stderr (pytest's capture, contextlib.redirect_stderr) is honoured,
+    and a closed one from an earlier redirection is never written to.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 class _RedactingFormatter(logging.Formatter):
