@@ -7,7 +7,7 @@ import sys
 
 
 def test_events_limit_stops_cleanly() -> None:
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [
             sys.executable,
             "-m",
