@@ -221,7 +221,8 @@ class StreamPrinter(BaseCallbackHandler):
             head, *middle, tail = text.split("\n")
             label = self._labels.get(run_id, "?")
             lines = ["".join(buffer) + head, *middle]
-            self._write("".join(f"[{label}] {line}\n" for line in lines))
+            # blank lines (paragraph breaks) carry nothing once lines are labelled
+            self._write("".join(f"[{label}] {line}\n" for line in lines if line.strip()))
             buffer[:] = [tail] if tail else []
 
     def _model_end(self, run_id: UUID) -> None:
@@ -229,7 +230,7 @@ class StreamPrinter(BaseCallbackHandler):
             if self.labels:
                 rest = "".join(self._buffers.pop(run_id, ()))
                 label = self._labels.pop(run_id, "?")
-                if rest:
+                if rest.strip():
                     self._write(f"[{label}] {rest}\n")
             elif self.end:
                 self._write(self.end)

@@ -63,6 +63,7 @@ def test_three_stories_stream_labelled_then_print_whole(
     for topic in ("a magical forest", "a futuristic city", "an underwater civilization"):
         labelled = [line for line in section.splitlines() if line.startswith(f"[{topic}] ")]
         assert len(labelled) >= 2, topic
+        assert all(line[len(topic) + 3 :].strip() for line in labelled)  # no blank lines
         story = re.search(rf"Topic: {topic}\nStory: (.+?)\n=====", section, flags=re.S)
         assert story is not None
         # the labelled lines, put back together, are the story printed whole
