@@ -20,6 +20,11 @@ class StrategyChoice(StrEnum):
     gather = "gather"
 
 
+class BackendChoice(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command("batch")
 def batch(
     chain: Annotated[str, typer.Argument(help="Chain name (`chainkit chains` lists them).")],
@@ -84,6 +89,26 @@ def batch(
     strategy: Annotated[
         StrategyChoice, typer.Option(help="How items are scheduled (sliding is the fastest).")
     ] = StrategyChoice.sliding,
+    backend: Annotated[
+        BackendChoice,
+        typer.Option(
+            help="Where items run: this process, or a Ray cluster (pip install 'chainkit[ray]')."
+        ),
+    ] = BackendChoice.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="With --backend ray: the cluster (auto, ray://HEAD:10001, HEAD:6379); "
+            "default: a local Ray instance ($RAY_ADDRESS when set).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="With --backend ray: worker actors (default: one per CPU)."
+        ),
+    ] = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show progress on stderr.")
     ] = True,
@@ -102,7 +127,14 @@ def batch(
     from chainkit.chains import get_chain
     from chainkit.runners import run_batch
 
-    runnable = get_chain(chain, model=model, chains_dir=chains_dir)
+    runnable: Any
+    if backend is BackendChoice.ray:  # each worker builds the chain by name
+        from chainkit.runners import ChainRecipe
+
+        dir_name = str(chains_dir) if chains_dir is not None else None
+        runnable = ChainRecipe(chain, model=model, chains_dir=dir_name)
+    else:
+        runnable = get_chain(chain, model=model, chains_dir=chains_dir)
     callbacks: list[Any] = []
     if trace is not None:
         from chainkit.callbacks import StreamCapture
@@ -127,6 +159,9 @@ def batch(
             progress=progress,
             strategy=strategy.value,
             name=chain,
+            backend=backend.value,
+            ray_address=ray_address,
+            workers=workers,
         )
     )
     if json_report:

@@ -9,13 +9,16 @@
 - every input yields exactly one :class:`ResultRecord` (output or error);
 - rate limits (``rpm``, ``tpm``), one retry layer (transient errors only,
   backoff with full jitter, ``Retry-After`` honoured), per-attempt timeout;
-- a resumable JSONL output (``resume=True``), a progress bar, a :class:`BatchReport`.
+- a resumable JSONL output (``resume=True``), a progress bar, a :class:`BatchReport`;
+- ``backend="ray"``: the same batch on a Ray cluster (:func:`run_batch_ray`;
+  ``pip install 'chainkit[ray]'``).
 """
 
 from __future__ import annotations
 
 from chainkit.runners._output import read_header, read_results
 from chainkit.runners._progress import ProgressSink, Snapshot
+from chainkit.runners._ray import ChainRecipe, RayBatchReport, release_ray_workers, run_batch_ray
 from chainkit.runners._records import ErrorInfo, ResultRecord, ResultsHeader, Usage
 from chainkit.runners._report import BatchReport
 from chainkit.runners._retry import RetryPolicy, classify_error
@@ -30,8 +33,10 @@ from chainkit.runners._runner import (
 __all__ = [
     "STRATEGIES",
     "BatchReport",
+    "ChainRecipe",
     "ErrorInfo",
     "ProgressSink",
+    "RayBatchReport",
     "ResultRecord",
     "ResultStream",
     "ResultsHeader",
@@ -42,6 +47,8 @@ __all__ = [
     "iter_results",
     "read_header",
     "read_results",
+    "release_ray_workers",
     "run_batch",
+    "run_batch_ray",
     "run_batch_sync",
 ]

@@ -55,7 +55,15 @@ from chainkit.runners._records import ErrorInfo, ResultRecord
 from chainkit.runners._report import BatchReport
 from chainkit.runners._runner import _Batch
 
-__all__ = ["ChainRecipe", "RayBatchReport", "connect", "release_ray_workers", "run_batch_ray"]
+__all__ = [
+    "ChainRecipe",
+    "RayBatchReport",
+    "connect",
+    "local_chain",
+    "ray_batch",
+    "release_ray_workers",
+    "run_batch_ray",
+]
 
 log = logging.getLogger(__name__)
 
@@ -745,6 +753,120 @@ def _cluster_cpus(ray: Any) -> float:
         return 1.0
 
 
+def ray_batch(
+    chain: Runnable[Any, Any] | ChainRecipe,
+    inputs: Iterable[Any] | Any,
+    *,
+    ray_address: str | None = None,
+    workers: int | None = None,
+    block_size: int | None = None,
+    blocks_per_worker: int = 2,
+    worker_cpus: float | None = None,
+    max_block_retries: int = 3,
+    keep_workers: float = 60.0,
+    max_concurrency: int = 8,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    retries: int = 3,
+    timeout: float | None = None,
+    output: str | Path | None = None,
+    resume: bool = False,
+    retry_failed: bool = False,
+    overwrite: bool = False,
+    ordered: bool = False,
+    stream: bool = False,
+    callbacks: list[BaseCallbackHandler] | None = None,
+    config: RunnableConfig | None = None,
+    progress: bool | str | ProgressSink | None = True,
+    strategy: str = "sliding",
+    name: str | None = None,
+    reorder_buffer: int | None = None,
+    grace: float = 2.0,
+    backoff_base: float = 0.5,
+    backoff_max: float = 20.0,
+    max_retry_after: float = 60.0,
+) -> _RayBatch:
+    """The driver of a batch on Ray, not started yet (``run_batch_ray`` runs it,
+    ``iter_results(..., backend="ray")`` iterates over its records)."""
+    if strategy.replace("_", "-").lower() != "sliding":
+        raise ConfigError(
+            f"strategy {strategy!r} runs only on the local backend; on Ray each worker uses "
+            "'sliding' (drop --strategy, or use --backend local)"
+        )
+    if callbacks or (config or {}).get("callbacks"):
+        raise ConfigError(
+            "callbacks (and --trace) are not supported with backend='ray': they would run "
+            "inside the workers, not here; run without them, or with the local backend"
+        )
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
+        raise ConfigError(f"block_size must be an integer >= 1, got {block_size!r}")
+    if blocks_per_worker < 1:
+        raise ConfigError(f"blocks_per_worker must be >= 1, got {blocks_per_worker!r}")
+    if max_block_retries < 0:
+        raise ConfigError(f"max_block_retries must be >= 0, got {max_block_retries!r}")
+    if worker_cpus is not None and worker_cpus < 0:
+        raise ConfigError(f"worker_cpus must be >= 0, got {worker_cpus!r}")
+
+    runnable, transport = transport_for(chain)
+    if isinstance(chain, ChainRecipe):
+        name = name or chain.name
+    ray = connect(ray_address)
+    cpus = _cluster_cpus(ray)
+    count = workers if workers is not None else max(1, int(cpus))
+    if worker_cpus is None:
+        worker_cpus = min(1.0, max(cpus, 0.01) / count)
+    options: dict[str, Any] = {
+        "max_concurrency": max_concurrency,
+        "rpm": None,  # the limiter actor holds the buckets
+        "tpm": None,
+        "retries": retries,
+        "timeout": timeout,
+        "stream": stream,
+        "config": config,
+        "name": name,
+        "grace": grace,
+        "backoff_base": backoff_base,
+        "backoff_max": backoff_max,
+        "max_retry_after": max_retry_after,
+    }
+    return _RayBatch(
+        runnable,
+        inputs,
+        ray=ray,
+        transport=transport,
+        workers=count,
+        worker_cpus=worker_cpus,
+        block_size=block_size,
+        blocks_per_worker=blocks_per_worker,
+        max_block_retries=max_block_retries,
+        keep_workers=keep_workers,
+        worker_options=options,
+        max_concurrency=max_concurrency,
+        rpm=rpm,
+        tpm=tpm,
+        retries=retries,
+        timeout=timeout,
+        output=output,
+        resume=resume,
+        retry_failed=retry_failed,
+        overwrite=overwrite,
+        ordered=ordered,
+        stream=stream,
+        callbacks=None,
+        config=config,
+        progress=progress,
+        strategy="sliding",
+        name=name,
+        reorder_buffer=reorder_buffer,
+        grace=grace,
+        backoff_base=backoff_base,
+        backoff_max=backoff_max,
+        max_retry_after=max_retry_after,
+    )
+
+
 async def run_batch_ray(
     chain: Runnable[Any, Any] | ChainRecipe,
     inputs: Iterable[Any] | Any,
@@ -809,61 +931,16 @@ async def run_batch_ray(
         ChainkitRunError: workers kept dying, or none could start (what finished
             is written: resume).
     """
-    if strategy.replace("_", "-").lower() != "sliding":
-        raise ConfigError(
-            f"strategy {strategy!r} runs only on the local backend; on Ray each worker uses "
-            "'sliding' (drop --strategy, or use --backend local)"
-        )
-    if callbacks or (config or {}).get("callbacks"):
-        raise ConfigError(
-            "callbacks (and --trace) are not supported with backend='ray': they would run "
-            "inside the workers, not here; run without them, or with the local backend"
-        )
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
-    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
-        raise ConfigError(f"block_size must be an integer >= 1, got {block_size!r}")
-    if blocks_per_worker < 1:
-        raise ConfigError(f"blocks_per_worker must be >= 1, got {blocks_per_worker!r}")
-    if max_block_retries < 0:
-        raise ConfigError(f"max_block_retries must be >= 0, got {max_block_retries!r}")
-    if worker_cpus is not None and worker_cpus < 0:
-        raise ConfigError(f"worker_cpus must be >= 0, got {worker_cpus!r}")
-
-    runnable, transport = transport_for(chain)
-    if isinstance(chain, ChainRecipe):
-        name = name or chain.name
-    ray = connect(ray_address)
-    cpus = _cluster_cpus(ray)
-    count = workers if workers is not None else max(1, int(cpus))
-    if worker_cpus is None:
-        worker_cpus = min(1.0, max(cpus, 0.01) / count)
-    options: dict[str, Any] = {
-        "max_concurrency": max_concurrency,
-        "rpm": None,  # the limiter actor holds the buckets
-        "tpm": None,
-        "retries": retries,
-        "timeout": timeout,
-        "stream": stream,
-        "config": config,
-        "name": name,
-        "grace": grace,
-        "backoff_base": backoff_base,
-        "backoff_max": backoff_max,
-        "max_retry_after": max_retry_after,
-    }
-    batch = _RayBatch(
-        runnable,
+    batch = ray_batch(
+        chain,
         inputs,
-        ray=ray,
-        transport=transport,
-        workers=count,
-        worker_cpus=worker_cpus,
+        ray_address=ray_address,
+        workers=workers,
         block_size=block_size,
         blocks_per_worker=blocks_per_worker,
+        worker_cpus=worker_cpus,
         max_block_retries=max_block_retries,
         keep_workers=keep_workers,
-        worker_options=options,
         max_concurrency=max_concurrency,
         rpm=rpm,
         tpm=tpm,
@@ -875,10 +952,10 @@ async def run_batch_ray(
         overwrite=overwrite,
         ordered=ordered,
         stream=stream,
-        callbacks=None,
+        callbacks=callbacks,
         config=config,
         progress=progress,
-        strategy="sliding",
+        strategy=strategy,
         name=name,
         reorder_buffer=reorder_buffer,
         grace=grace,
@@ -888,3 +965,21 @@ async def run_batch_ray(
     )
     await batch.run()
     return batch.ray_report
+
+
+def local_chain(
+    chain: Runnable[Any, Any] | ChainRecipe,
+    name: str | None,
+    *,
+    backend: str,
+    ray_address: str | None,
+    workers: int | None,
+) -> tuple[Runnable[Any, Any], str | None]:
+    """For the local backend: check the backend options; build a :class:`ChainRecipe`."""
+    if backend != "local":
+        raise ConfigError(f"unknown backend {backend!r}; use 'local' or 'ray'")
+    if ray_address is not None or workers is not None:
+        raise ConfigError("ray_address and workers apply only with backend='ray'")
+    if isinstance(chain, ChainRecipe):
+        return chain.build(), name or chain.name
+    return chain, name

@@ -42,7 +42,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -78,6 +78,9 @@ from chainkit.runners._retry import (
     describe_error,
 )
 from chainkit.runners._usage import AttemptHandler
+
+if TYPE_CHECKING:
+    from chainkit.runners._ray_transport import ChainRecipe
 
 __all__ = ["STRATEGIES", "ResultStream", "iter_results", "run_batch", "run_batch_sync"]
 
@@ -804,7 +807,7 @@ class _FirstAttempt:
 
 
 async def run_batch(
-    chain: Runnable[Any, Any],
+    chain: Runnable[Any, Any] | ChainRecipe,
     inputs: Iterable[Any] | Any,
     *,
     max_concurrency: int = 8,
@@ -828,6 +831,9 @@ async def run_batch(
     backoff_base: float = 0.5,
     backoff_max: float = 20.0,
     max_retry_after: float = 60.0,
+    backend: Literal["local", "ray"] | str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> BatchReport:
     """Run ``chain`` over ``inputs`` concurrently, within limits, with one record per input.
 
@@ -860,6 +866,10 @@ async def run_batch(
         grace: seconds in-flight items get to finish after a cancellation.
         backoff_base, backoff_max: full-jitter exponential backoff bounds (seconds).
         max_retry_after: cap on a server's Retry-After (seconds).
+        backend: "local" (this process) or "ray" (a Ray cluster; ``pip install
+            'chainkit[ray]'``; see :func:`chainkit.runners.run_batch_ray`).
+        ray_address, workers: with backend="ray", the cluster to join (None starts a
+            local Ray instance) and the number of worker actors.
 
     Returns:
         A :class:`BatchReport`.
@@ -869,6 +879,41 @@ async def run_batch(
         ResumeMismatchError: ``output`` was written by another chain, or the inputs changed.
         asyncio.CancelledError: after flushing what finished (never swallowed).
     """
+    if backend == "ray":
+        from chainkit.runners._ray import run_batch_ray
+
+        return await run_batch_ray(
+            chain,
+            inputs,
+            ray_address=ray_address,
+            workers=workers,
+            max_concurrency=max_concurrency,
+            rpm=rpm,
+            tpm=tpm,
+            retries=retries,
+            timeout=timeout,
+            output=output,
+            resume=resume,
+            retry_failed=retry_failed,
+            overwrite=overwrite,
+            ordered=ordered,
+            stream=stream,
+            callbacks=callbacks,
+            config=config,
+            progress=progress,
+            strategy=strategy,
+            name=name,
+            reorder_buffer=reorder_buffer,
+            grace=grace,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retry_after=max_retry_after,
+        )
+    from chainkit.runners._ray import local_chain
+
+    chain, name = local_chain(
+        chain, name, backend=backend, ray_address=ray_address, workers=workers
+    )
     batch = _Batch(
         chain,
         inputs,
@@ -898,7 +943,7 @@ async def run_batch(
 
 
 def run_batch_sync(
-    chain: Runnable[Any, Any],
+    chain: Runnable[Any, Any] | ChainRecipe,
     inputs: Iterable[Any] | Any,
     *,
     max_concurrency: int = 8,
@@ -922,6 +967,9 @@ def run_batch_sync(
     backoff_base: float = 0.5,
     backoff_max: float = 20.0,
     max_retry_after: float = 60.0,
+    backend: Literal["local", "ray"] | str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> BatchReport:
     """:func:`run_batch` for synchronous code; also works inside a running event loop.
 
@@ -951,6 +999,9 @@ def run_batch_sync(
         "backoff_base": backoff_base,
         "backoff_max": backoff_max,
         "max_retry_after": max_retry_after,
+        "backend": backend,
+        "ray_address": ray_address,
+        "workers": workers,
     }
     try:
         asyncio.get_running_loop()
@@ -1065,7 +1116,7 @@ class _End:
 
 
 def iter_results(
-    chain: Runnable[Any, Any],
+    chain: Runnable[Any, Any] | ChainRecipe,
     inputs: Iterable[Any] | Any,
     *,
     max_concurrency: int = 8,
@@ -1089,6 +1140,9 @@ def iter_results(
     backoff_base: float = 0.5,
     backoff_max: float = 20.0,
     max_retry_after: float = 60.0,
+    backend: Literal["local", "ray"] | str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> ResultStream:
     """Like :func:`run_batch`, but yield each :class:`ResultRecord` as it is written.
 
@@ -1098,30 +1152,38 @@ def iter_results(
     A slow consumer slows the batch down (no unbounded queue). The report is
     in ``stream.report`` once the iteration ends.
     """
-    batch = _Batch(
-        chain,
-        inputs,
-        max_concurrency=max_concurrency,
-        rpm=rpm,
-        tpm=tpm,
-        retries=retries,
-        timeout=timeout,
-        output=output,
-        resume=resume,
-        retry_failed=retry_failed,
-        overwrite=overwrite,
-        ordered=ordered,
-        stream=stream,
-        callbacks=callbacks,
-        config=config,
-        progress=progress,
-        strategy=strategy,
-        name=name,
-        reorder_buffer=reorder_buffer,
-        grace=grace,
-        backoff_base=backoff_base,
-        backoff_max=backoff_max,
-        max_retry_after=max_retry_after,
-    )
+    options: dict[str, Any] = {
+        "max_concurrency": max_concurrency,
+        "rpm": rpm,
+        "tpm": tpm,
+        "retries": retries,
+        "timeout": timeout,
+        "output": output,
+        "resume": resume,
+        "retry_failed": retry_failed,
+        "overwrite": overwrite,
+        "ordered": ordered,
+        "stream": stream,
+        "callbacks": callbacks,
+        "config": config,
+        "progress": progress,
+        "strategy": strategy,
+        "name": name,
+        "reorder_buffer": reorder_buffer,
+        "grace": grace,
+        "backoff_base": backoff_base,
+        "backoff_max": backoff_max,
+        "max_retry_after": max_retry_after,
+    }
+    from chainkit.runners._ray import local_chain, ray_batch
+
+    batch: _Batch
+    if backend == "ray":
+        batch = ray_batch(chain, inputs, ray_address=ray_address, workers=workers, **options)
+    else:
+        runnable, options["name"] = local_chain(
+            chain, name, backend=backend, ray_address=ray_address, workers=workers
+        )
+        batch = _Batch(runnable, inputs, **options)
     batch.keep_results = False
     return ResultStream(batch)

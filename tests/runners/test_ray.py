@@ -10,6 +10,7 @@ reach it over loopback by its base URL.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -27,7 +28,7 @@ import pytest
 from langchain_core.runnables import RunnableLambda
 
 from chainkit.errors import ChainNotPortableError, ConfigError, MissingAPIKeyError
-from chainkit.runners import read_header, run_batch
+from chainkit.runners import iter_results, read_header, run_batch
 from chainkit.testing import local_model_server
 from tests.conftest import assert_no_canary
 from tests.runners.conftest import fact_chain, fact_inputs
@@ -163,6 +164,19 @@ async def test_options_that_do_not_apply_on_ray_are_refused_up_front() -> None:
         await run_batch_ray(chain, [{"n": 1}], callbacks=[object()], **FAST)
     with pytest.raises(ConfigError, match="workers must be"):
         await run_batch_ray(chain, [{"n": 1}], workers=0, **FAST)
+    with pytest.raises(ConfigError, match="unknown backend"):
+        await run_batch(chain, [{"n": 1}], backend="dask", **FAST)
+    with pytest.raises(ConfigError, match="only with backend='ray'"):
+        await run_batch(chain, [{"n": 1}], workers=2, **FAST)
+
+
+def test_cli_ray_options_without_the_ray_backend_are_a_usage_error(tmp_path: Path) -> None:
+    from chainkit.cli import main
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"n": 1}\n')
+    args = ["batch", "fact", "-i", str(source), "-o", str(tmp_path / "out.jsonl")]
+    assert main([*args, "--workers", "2", "--no-progress"]) == 2
 
 
 # ---------------------------------------------------------------- on the local Ray instance
@@ -193,9 +207,10 @@ async def test_a_batch_on_ray_equals_the_local_runners(ray_cluster: str, tmp_pat
             **FAST,
         )
         # the same chain by name, built by each worker (the warm workers are reused)
-        by_name = await run_batch_ray(
+        by_name = await run_batch(
             ChainRecipe("fact", model="openai:chainkit-local", base_url=server.base_url),
             fact_inputs(n),
+            backend="ray",
             workers=2,
             **FAST,
         )
@@ -222,10 +237,44 @@ async def test_a_batch_on_ray_equals_the_local_runners(ray_cluster: str, tmp_pat
     # plus the reorder buffer (64) and one block ahead of what it wrote
     assert 0 < max(ahead) <= 2 * 2 * 5 + 64 + 5
 
+    assert isinstance(by_name, RayBatchReport)
     assert by_name.reused_workers == 2
     assert sorted(comparable(r)["output"] for r in by_name.results) == sorted(
         comparable(r)["output"] for r in reference.results
     )
+    assert_no_canary(tmp_path)
+
+
+async def test_iter_results_on_ray(ray_cluster: str) -> None:
+    with local_model_server() as server:
+        stream = iter_results(fact_chain(server), fact_inputs(12), backend="ray", workers=2, **FAST)
+        indexes = [record.index async for record in stream]
+    assert sorted(indexes) == list(range(12))
+    assert isinstance(stream.report, RayBatchReport)
+    assert stream.report.succeeded == 12
+
+
+def test_chainkit_batch_on_ray_then_resumed_locally(
+    ray_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chainkit.cli import main
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(f'{{"n": {i}}}\n' for i in range(20)) + "not json\n")
+    out = tmp_path / "out.jsonl"
+    args = ["batch", "fact", "-i", str(source), "-o", str(out), "--no-progress", "--json"]
+    # the default model is this process's local model: the workers reach it by its URL
+    assert main([*args, "--backend", "ray", "--workers", "2"]) == 1  # the bad line failed
+    report = json.loads(capsys.readouterr().out)
+    assert (report["succeeded"], report["failed"]) == (20, 1)
+    assert report["ray"]["workers"] == 2
+    assert sorted(r["index"] for r in records_in(out)) == list(range(21))
+    bad = [r for r in records_in(out) if r["error"] is not None]
+    assert [(r["line"], r["error"]["type"]) for r in bad] == [(21, "InputError")]
+    # the file records the chain, not where it ran: the local backend resumes it
+    assert main([*args, "--resume"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert (resumed["skipped"], resumed["succeeded"]) == (21, 0)
     assert_no_canary(tmp_path)
 
 
