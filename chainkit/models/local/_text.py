@@ -292,7 +292,7 @@ def _topic(instruction: str) -> tuple[str, str]:
         phrase = _TOPIC_CUTS.sub("", match.group(1)).strip(" \"'`*")
         phrase = _WORK_PREFIX.sub("", phrase)
         bare = _LEADING_FILLER.sub("", phrase).strip()[:80].strip()
-        if bare and any(w.lower() not in STOP_WORDS for w in _words(bare)):
+        if bare and not STOP_WORDS.issuperset(_words(bare.lower())):
             article = _ARTICLE_RE.match(phrase)
             if article and phrase[article.end() :].strip()[:80].strip() == bare:
                 return bare, f"{article.group(1).lower()} {bare}"
@@ -557,11 +557,11 @@ def _write_story(a: Analysis, rng: random.Random) -> str:
     return "\n\n".join(" ".join(p) for p in (p1, p2, p3))
 
 
-def _number_facts(number: str) -> list[str]:
-    """True sentences about ``number`` (without the final period)."""
-    facts = []
+def _number_facts(number: str) -> list[Callable[[], str]]:
+    """True sentences about ``number`` (without the final period), built on demand."""
+    facts: list[Callable[[], str]] = []
     if number in _FAMOUS_NUMBERS:
-        facts.append(_FAMOUS_NUMBERS[number])
+        facts.append(lambda: _FAMOUS_NUMBERS[number])
     try:
         n = int(number)
     except ValueError:
@@ -569,21 +569,26 @@ def _number_facts(number: str) -> list[str]:
         low = math.floor(value)
         return [
             *facts,
-            f"it lies between the whole numbers {low} and {low + 1}",
-            f"as a fraction it can be written as {value.numerator}/{value.denominator}",
+            lambda: f"it lies between the whole numbers {low} and {low + 1}",
+            lambda: f"as a fraction it can be written as {value.numerator}/{value.denominator}",
         ]
     if 1 < n <= 10**12:
-        factors = _prime_factors(n)
-        if factors == [n]:
-            facts.append(f"it is a prime number, so it can only be divided evenly by 1 and {n}")
-        else:
-            listed = ", ".join(str(f) for f in factors[:-1]) + f" and {factors[-1]}"
-            parity = "an even" if n % 2 == 0 else "an odd"
-            facts.append(f"it is {parity} number whose prime factors are {listed}")
+        facts.append(lambda: _factors_fact(n))
     if n >= 0:
-        facts.append(f"in binary it is written as {n:b}, and in Roman numerals as {_roman(n)}")
-    facts.append(f"it comes right after {n - 1} and just before {n + 1}")
+        facts.append(
+            lambda: f"in binary it is written as {n:b}, and in Roman numerals as {_roman(n)}"
+        )
+    facts.append(lambda: f"it comes right after {n - 1} and just before {n + 1}")
     return facts
+
+
+def _factors_fact(n: int) -> str:
+    factors = _prime_factors(n)
+    if factors == [n]:
+        return f"it is a prime number, so it can only be divided evenly by 1 and {n}"
+    listed = ", ".join(str(f) for f in factors[:-1]) + f" and {factors[-1]}"
+    parity = "an even" if n % 2 == 0 else "an odd"
+    return f"it is {parity} number whose prime factors are {listed}"
 
 
 def _roman(n: int) -> str:
@@ -624,14 +629,18 @@ def _write_fact(a: Analysis, rng: random.Random) -> str:
     if a.numbers:
         number = a.numbers[0]
         facts = _number_facts(number)
-        first = facts[0] if number in _FAMOUS_NUMBERS else rng.choice(facts[:-1] or facts)
-        sentence = f"Here is a fact about the number {number}: {first}."
+        famous = number in _FAMOUS_NUMBERS
+        first_i = 0 if famous else rng.randrange(max(1, len(facts) - 1))
+        sentence = f"Here is a fact about the number {number}: {facts[first_i]()}."
         length = count_tokens(sentence)
         if length < 26:  # add a second fact that keeps the answer within 40 tokens
-            # " Also", "," and "." are three tokens; the fact's leading space joins its word
-            fitting = [f for f in facts if f != first and length + 3 + count_tokens(f) <= 40]
-            if fitting:
-                sentence = f"{sentence} Also, {rng.choice(fitting)}."
+            others = [f for i, f in enumerate(facts) if i != first_i]
+            rng.shuffle(others)
+            for fact in others:
+                text = fact()
+                # " Also", "," and "." are three tokens; the fact's leading space joins a word
+                if length + 3 + count_tokens(text) <= 40:
+                    return f"{sentence} Also, {text}."
         return sentence
     topic = _short_topic(a)
     known = _knowledge(a)
