@@ -33,8 +33,10 @@ pytest: install
 
 test: lint typecheck pytest
 
+# Each benchmark prints its figures; benchmarks/README.md records the latest ones.
+BENCHMARKS := local_model chain_parsers capture_overhead runner server trace_render ray_scaling
 bench: install
-	$(BIN)/python benchmarks/local_model.py
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
