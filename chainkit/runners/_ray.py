@@ -809,6 +809,7 @@ def ray_batch(
     if worker_cpus is not None and worker_cpus < 0:
         raise ConfigError(f"worker_cpus must be >= 0, got {worker_cpus!r}")
 
+    _import_ray()  # a missing extra is a usage error, before anything else
     runnable, transport = transport_for(chain)
     if isinstance(chain, ChainRecipe):
         name = name or chain.name

@@ -170,6 +170,14 @@ async def test_options_that_do_not_apply_on_ray_are_refused_up_front() -> None:
         await run_batch(chain, [{"n": 1}], workers=2, **FAST)
 
 
+async def test_without_ray_installed_the_backend_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the extra
+    with pytest.raises(ConfigError, match=r"pip install 'chainkit\[ray\]'"):
+        await run_batch(fact_chain_at_placeholder(), [{"n": 1}], backend="ray", **FAST)
+
+
 def test_cli_ray_options_without_the_ray_backend_are_a_usage_error(tmp_path: Path) -> None:
     from chainkit.cli import main
 
