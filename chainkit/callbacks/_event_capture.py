@@ -133,6 +133,10 @@ class EventCapture(BaseCallbackHandler):
     def __repr__(self) -> str:
         return f"<EventCapture: {len(self.trace.events)} events>"
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: the captured trace (summary, run tree, timeline)."""
+        return self.trace._repr_html_()
+
     # ----------------------------------------------------------------- events
 
     def include(self, name: str, tags: Sequence[str], run_type: str) -> bool:

@@ -1,4 +1,4 @@
-"""HTML for a :class:`~chainkit.trace.Trace` in Jupyter: a summary table and the run tree."""
+"""HTML for a :class:`~chainkit.trace.Trace` in Jupyter: a summary, the run tree, a timeline."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ _STYLE = (
     ".ck-trace table{border-collapse:collapse;margin-bottom:6px}"
     ".ck-trace td,.ck-trace th{border:1px solid #ccc;padding:2px 6px;text-align:left}"
     ".ck-trace ul{list-style:none;padding-left:16px;margin:0}"
-    ".ck-trace .err{color:#b00}.ck-trace .dim{color:#777}</style>"
+    ".ck-trace .err{color:#b00}.ck-trace .dim{color:#777}"
+    ".ck-trace .tl{position:relative;display:inline-block;width:160px;height:8px;"
+    "background:#f0f0f0;margin-right:6px;vertical-align:middle}"
+    ".ck-trace .tl i{position:absolute;top:0;height:8px;min-width:1px;background:#4a7bd0}"
+    ".ck-trace .tl i.err{background:#c33}</style>"
 )
 
 
@@ -55,13 +59,32 @@ def _run_line(run: Run) -> str:
     return " · ".join(bits)
 
 
-def _tree(run: Run, budget: list[int]) -> str:
+def _bar(run: Run, span: tuple[float, float] | None) -> str:
+    """The run's place on the trace's time axis: what ran when, what ran in parallel."""
+    if span is None or run.start is None:
+        return ""
+    t0, t1 = span
+    width = max(t1 - t0, 1e-9)
+    end = run.end if run.end is not None else t1
+    left = (run.start - t0) / width * 100
+    size = max((end - run.start) / width * 100, 0.0)
+    cls = " class='err'" if run.error is not None else ""
+    return f"<span class='tl'><i{cls} style='left:{left:.2f}%;width:{size:.2f}%'></i></span>"
+
+
+def _tree(run: Run, budget: list[int], span: tuple[float, float] | None) -> str:
     if budget[0] <= 0:
         return ""
     budget[0] -= 1
-    children = "".join(_tree(child, budget) for child in run.children)
+    children = "".join(_tree(child, budget, span) for child in run.children)
     inner = f"<ul>{children}</ul>" if children else ""
-    return f"<li>{_run_line(run)}{inner}</li>"
+    return f"<li>{_bar(run, span)}{_run_line(run)}{inner}</li>"
+
+
+def _span(runs: list[Run]) -> tuple[float, float] | None:
+    starts = [run.start for run in runs if run.start is not None]
+    ends = [t for run in runs for t in (run.end, run.start) if t is not None]
+    return (min(starts), max(ends)) if starts else None
 
 
 def trace_html(trace: Trace) -> str:
@@ -82,7 +105,8 @@ def trace_html(trace: Trace) -> str:
     ]
     table = "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
     budget = [MAX_RUNS]
-    tree = "".join(_tree(root, budget) for root in trace.roots)
+    span = _span(trace.runs)
+    tree = "".join(_tree(root, budget, span) for root in trace.roots)
     more = "" if budget[0] > 0 else f"<p class='dim'>(first {MAX_RUNS} runs shown)</p>"
     where = f"<p class='dim'>{escape(str(trace.path))}</p>" if trace.path else ""
     return (
