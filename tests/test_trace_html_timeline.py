@@ -1,4 +1,4 @@
-"""Jupyter views: Trace, StreamCapture and EventCapture show a summary, the run tree and a timeline."""
+"""Jupyter views: Trace, StreamCapture, EventCapture show a summary, run tree and timeline."""
 
 from __future__ import annotations
 
