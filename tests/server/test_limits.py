@@ -149,8 +149,12 @@ def test_streams_over_the_limit_are_429() -> None:
             c1.stream("POST", "/chains/story/stream", json=body) as r1,
             c2.stream("POST", "/chains/story/stream_events", json=body) as r2,
         ):
-            next(iter_sse(r1))
-            next(iter_sse(r2))
+            # keep the event iterators: a discarded one is finalized at once, and
+            # httpx then closes the connection, which the service rightly sees as a
+            # disconnect and frees that stream's slot (a race with the checks below)
+            events1, events2 = iter_sse(r1), iter_sse(r2)
+            assert next(events1).event == "chunk"
+            assert next(events2).event == "data"
             third = c3.post("/chains/story/stream", json=body)
             error = _is_json_error(third, 429, "too_many_streams")
             assert error["limit"] == 2
@@ -158,6 +162,9 @@ def test_streams_over_the_limit_are_429() -> None:
             assert c3.get("/health").json()["streams_in_flight"] == 2
             # other endpoints are not limited by open streams
             assert c3.get("/chains").status_code == 200
+            # and both streams were still running all along
+            assert next(events1).event == "chunk"
+            assert next(events2).event == "data"
         # both closed: the slots are free again as soon as the service sees it
         deadline = time.monotonic() + 10
         while c3.get("/health").json()["streams_in_flight"] and time.monotonic() < deadline:
