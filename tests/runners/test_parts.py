@@ -319,3 +319,13 @@ def test_fingerprint_ignores_endpoint_and_key_but_not_prompt_or_model() -> None:
     assert fp(prompt | _model(temperature=0.5)) != base
     assert fp(ChatPromptTemplate.from_template("on {topic}") | _model(temperature=0)) != base
     assert fp(prompt | _model(temperature=0) | StrOutputParser()) != base
+
+
+def test_the_public_api_is_a_sorted_all() -> None:
+    from chainkit import runners
+
+    assert runners.__all__ == sorted(runners.__all__)
+    public = {name for name in dir(runners) if not name.startswith("_")}
+    assert set(runners.__all__) <= public
+    for name in ("run_batch", "run_batch_sync", "iter_results", "BatchReport", "ResultRecord"):
+        assert name in runners.__all__
