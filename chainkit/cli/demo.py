@@ -110,7 +110,11 @@ async def _facts(model: str | None, count: int, progress: bool) -> None:
 
     chain = get_chain("fact", model=model)
     report = await run_batch(
-        chain, ({"n": i} for i in range(count)), max_concurrency=5, progress=progress
+        chain,
+        ({"n": i} for i in range(count)),
+        max_concurrency=5,
+        ordered=True,  # records in input order, so the first ones shown are 0, 1, 2
+        progress=progress,
     )
     for record in report.results[:3]:
         typer.echo(f"Prompt: Tell me a fact about number {record.input['n']}")
