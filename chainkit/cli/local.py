@@ -29,6 +29,13 @@ def serve(
         float, typer.Option(help="Share of requests that never answer (0..1).")
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed for faults and jitter.")] = 0,
+    batch_delay: Annotated[
+        float,
+        typer.Option(help="Seconds a /v1/batches batch takes to complete (a provider's queue)."),
+    ] = 0.0,
+    batch_window: Annotated[
+        float, typer.Option(help="Seconds before a batch expires (OpenAI's window: 24 h).")
+    ] = 86400.0,
 ) -> None:
     """Serve the local model over HTTP (point OPENAI_BASE_URL at http://HOST:PORT/v1)."""
     from chainkit.models.local import LocalModelSettings, serve_forever
@@ -41,6 +48,8 @@ def serve(
         disconnect_rate=disconnect_rate,
         hang_rate=hang_rate,
         seed=seed,
+        batch_delay=batch_delay,
+        batch_window=batch_window,
     )
     serve_forever(
         host=host, port=port, settings=settings, on_ready=lambda line: typer.echo(line, err=True)

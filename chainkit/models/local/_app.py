@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from chainkit.errors import ConfigError
+from chainkit.models.local._batch_api import BatchApi
 from chainkit.models.local._requests import (
     Answer,
     BadRequest,
@@ -126,6 +127,7 @@ class LocalModelApp:
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
         self._closing: asyncio.Event | None = None
+        self.batch_api = BatchApi()
         self._routes: dict[str, tuple[str, Callable[..., Awaitable[None]]]] = {
             CHAT_PATH: ("POST", self._chat),
             "/chat/completions": ("POST", self._chat),
@@ -151,6 +153,7 @@ class LocalModelApp:
         if self._closing is None:
             self._closing = asyncio.Event()
         self._closing.set()
+        self.batch_api.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -172,6 +175,9 @@ class LocalModelApp:
         route = self._routes.get(path)
         method = scope["method"]
         if route is None:
+            if self.batch_api.handles(path):
+                await self._files_and_batches(scope, receive, send, path)
+                return
             if path.startswith(("/v1/models/", "/models/")) and method == "GET":
                 await self._model(send, path.rsplit("/", 1)[1])
                 return
@@ -213,6 +219,30 @@ class LocalModelApp:
         self.stats.reset()
         self._seen.clear()
         await _send_json(send, 200, orjson.dumps(self.stats.snapshot()))
+
+    async def _files_and_batches(
+        self, scope: Scope, receive: Receive, send: Send, path: str
+    ) -> None:
+        method: str = scope["method"]
+        try:
+            settings, length = self._request_settings(scope)
+            limit = self.batch_api.body_limit(method, path, settings)
+            body = await _read_body(receive, limit, length)
+            content_type = next(
+                (v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), ""
+            )
+            query = scope.get("query_string", b"").decode("latin-1")
+            status, kind, reply = self.batch_api.respond(
+                method, path, query=query, content_type=content_type, body=body, settings=settings
+            )
+        except BadRequest as exc:
+            await _send_error(send, exc)
+            return
+        except _ClientGone:
+            return
+        head = [(b"content-type", kind.encode()), (b"content-length", str(len(reply)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": head})
+        await send({"type": "http.response.body", "body": reply, "more_body": False})
 
     # -- model endpoints
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -29,7 +29,7 @@ __all__ = [
 
 FAULTS_HEADER = "x-chainkit-faults"
 _RATES = ("error_rate", "disconnect_rate", "hang_rate", "jitter")
-_DELAYS = ("ttft", "token_delay", "retry_after")
+_DELAYS = ("ttft", "token_delay", "retry_after", "batch_delay", "batch_window")
 _Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 
 
@@ -111,6 +111,8 @@ class LocalModelSettings:
       times that body was seen), so a rerun sees the same faults per request
       and a retried request can succeed.
     - ``max_body_bytes``: larger request bodies get a 413.
+    - ``batch_delay``: seconds a batch (``/v1/batches``) takes from creation to
+      completion; ``batch_window``: seconds before a batch expires (OpenAI's 24 h).
     """
 
     ttft: float = 0.0
@@ -124,6 +126,8 @@ class LocalModelSettings:
     seed: int = 0
     latency: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
+    batch_delay: float = 0.0
+    batch_window: float = 86400.0
 
     def __post_init__(self) -> None:
         for name in _RATES:
