@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.routing import compile_path
 
 from chainkit.errors import redact
 from chainkit.server._errors import error_body, error_json, one_line
@@ -33,9 +34,11 @@ if TYPE_CHECKING:
     from chainkit.server._metrics import Metrics
 
 __all__ = [
+    "OTHER_ROUTE",
     "REQUEST_ID_HEADER",
     "AccessLogMiddleware",
     "RequestInfo",
+    "RouteTemplates",
     "json_response",
     "request_info",
 ]
@@ -102,6 +105,43 @@ async def json_response(
     await send({"type": "http.response.body", "body": payload, "more_body": False})
 
 
+OTHER_ROUTE = "other"
+
+
+class RouteTemplates:
+    """The route template a request's path belongs to, for metric labels and the log.
+
+    A label is never the raw path: a request routed has its route's template
+    (``/chains/{name}/invoke``); one answered before routing (a 401, a 413) is
+    matched against the templates of the app's OpenAPI document; any other path is
+    ``other``. So label values stay as few as the routes, whatever clients send.
+    """
+
+    def __init__(self) -> None:
+        self._patterns: list[tuple[re.Pattern[str], str]] | None = None
+
+    def __call__(self, scope: Scope) -> str:
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str) and path:
+            return path
+        patterns = self._patterns
+        if patterns is None:
+            patterns = self._patterns = _openapi_patterns(scope.get("app"))
+        requested = scope.get("path", "")
+        for pattern, template in patterns:
+            if pattern.match(requested):
+                return template
+        return OTHER_ROUTE
+
+
+def _openapi_patterns(app: Any) -> list[tuple[re.Pattern[str], str]]:
+    try:
+        paths = app.openapi().get("paths", {})
+    except Exception:  # noqa: BLE001 - without a document every unrouted path is `other`
+        return []
+    return [(compile_path(template)[0], template) for template in paths]
+
+
 class AccessLogMiddleware:
     """Give each request an id (``X-Request-ID`` in, or a new one; echoed out), log one
     access line and count it in the metrics; turn an exception nothing else handled
@@ -111,6 +151,7 @@ class AccessLogMiddleware:
         self.app = app
         self.metrics = metrics
         self.log_bodies = log_bodies
+        self.route_template = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -164,9 +205,7 @@ class AccessLogMiddleware:
 
     def _finish(self, scope: Scope, info: RequestInfo, status: int) -> None:
         elapsed = time.perf_counter() - info.started
-        route = getattr(scope.get("route"), "path", None)
-        if route is None:  # FastAPI's own pages (/docs, /openapi.json) or no route at all
-            route = info.path if status not in (0, 404, 405) else "<unmatched>"
+        route = self.route_template(scope)
         if status >= 400:  # errors inside a stream (status 200) count themselves
             info.error = info.error or f"http_{status}"
             self.metrics.errors.labels(route, info.error).inc()

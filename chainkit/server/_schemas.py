@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from chainkit._unicode import lone_surrogate_at
 
 __all__ = [
     "BatchItem",
@@ -19,6 +22,7 @@ __all__ = [
     "HealthResponse",
     "InvokeRequest",
     "InvokeResponse",
+    "JsonTextRequest",
     "RunConfig",
     "StreamChunkEvent",
     "StreamEndEvent",
@@ -33,10 +37,32 @@ __all__ = [
 _STRICT = ConfigDict(extra="forbid")
 
 
+class JsonTextRequest(BaseModel):
+    """A request body whose every string (and key) must be encodable text.
+
+    JSON can spell half a UTF-16 pair (``"\\ud800"``); such a string fails far
+    away (the model call, a log line) as a 500, so it is a 422 here, naming the
+    field (``input.topic``).
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encodable(cls, data: Any) -> Any:
+        where = lone_surrogate_at(data)
+        if where is not None:
+            raise PydanticCustomError(
+                "lone_surrogate",
+                "{field} holds a lone surrogate (half of a UTF-16 pair), which is not text; "
+                "send valid UTF-8 or a complete \\uXXXX\\uXXXX pair",
+                {"field": where},
+            )
+        return data
+
+
 # ---------------------------------------------------------------- the seed's endpoint
 
 
-class GenerationRequest(BaseModel):
+class GenerationRequest(JsonTextRequest):
     """The second seed's request: one prompt, sent as a user message to the model."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"prompt": "Tell me a joke."}]})
@@ -65,7 +91,7 @@ class RunConfig(BaseModel):
     run_name: str | None = Field(default=None, description="The name of the run.")
 
 
-class InvokeRequest(BaseModel):
+class InvokeRequest(JsonTextRequest):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -91,7 +117,7 @@ class InvokeResponse(BaseModel):
     latency_ms: float
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(JsonTextRequest):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"inputs": [{"topic": "the sea"}, {"topic": "the moon"}]}]},
