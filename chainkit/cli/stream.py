@@ -22,6 +22,7 @@ from chainkit.errors import InputError
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
+    from chainkit.models import HttpPool
     from chainkit.trace import Run
 
 __all__ = ["ChunkFormatter", "build_chain", "chain_session", "parse_inputs", "stream"]
@@ -89,23 +90,22 @@ def build_chain(
     *,
     model: str | None,
     chains_dir: Path | None,
-    http_async_client: Any = None,
+    http_pool: HttpPool | None = None,
 ) -> Runnable[Any, Any]:
     """The chain called ``name`` on ``model``, after checking ``inputs`` against its variables.
 
-    ``http_async_client``: an HTTP client for an OpenAI-compatible model, owned by
-    the caller's event loop (langchain-openai otherwise caches one across loops).
+    ``http_pool``: the HTTP pool for an OpenAI-compatible model, closed by the caller.
     """
     from chainkit.chains import get_chain
 
     own_model = check_inputs(name, inputs, chains_dir)
     spec = model or own_model
     model_arg: Any = spec
-    if http_async_client is not None:
+    if http_pool is not None:
         from chainkit.models import load_model, parse_spec
 
         if parse_spec(spec)[0] in ("local", "openai"):
-            model_arg = load_model(spec, http_async_client=http_async_client)
+            model_arg = load_model(spec, http_pool=http_pool)
     return get_chain(name, model=model_arg, chains_dir=chains_dir)
 
 
@@ -113,16 +113,14 @@ def build_chain(
 async def chain_session(
     name: str, inputs: dict[str, str], *, model: str | None, chains_dir: Path | None
 ) -> AsyncIterator[Runnable[Any, Any]]:
-    """The chain for async use in this event loop; its HTTP client closed afterwards."""
-    import openai
+    """The chain for async use in this event loop; its HTTP pool closed afterwards."""
+    from chainkit.models import HttpPool
 
-    client = openai.DefaultAsyncHttpxClient()
+    pool = HttpPool()
     try:
-        yield build_chain(
-            name, inputs, model=model, chains_dir=chains_dir, http_async_client=client
-        )
+        yield build_chain(name, inputs, model=model, chains_dir=chains_dir, http_pool=pool)
     finally:
-        await client.aclose()
+        await pool.aclose()
 
 
 @dataclass

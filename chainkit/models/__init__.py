@@ -29,11 +29,23 @@ from chainkit.errors import (
     UnknownProviderError,
     register_secret,
 )
+from chainkit.models._bind import use_http_pool
+from chainkit.models._http import HttpPool, default_pool
+from chainkit.models._lean import fallbacks as lean_fallbacks
 
 if TYPE_CHECKING:  # LangChain is imported lazily: chainkit.models.local must not load it
     from langchain_core.language_models import BaseChatModel, BaseLLM
 
-__all__ = ["DEFAULT_LOCAL_MODEL", "default_spec", "load_llm", "load_model", "parse_spec"]
+__all__ = [
+    "DEFAULT_LOCAL_MODEL",
+    "HttpPool",
+    "default_spec",
+    "lean_fallbacks",
+    "load_llm",
+    "load_model",
+    "parse_spec",
+    "use_http_pool",
+]
 
 DEFAULT_LOCAL_MODEL = "chainkit-local"
 MODEL_ENV = "CHAINKIT_MODEL"
@@ -109,20 +121,25 @@ def _openai_kwargs(provider: str, model: str, spec: str, kwargs: dict[str, Any])
     return settings
 
 
-def _loop_safe(settings: dict[str, Any]) -> dict[str, Any]:
-    """Give the model an async HTTP client that survives several event loops (see _http)."""
-    if "http_async_client" not in settings and "http_client" not in settings:
-        from chainkit.models._http import LoopSafeAsyncClient
-
-        settings["http_async_client"] = LoopSafeAsyncClient()
-    return settings
+_CLIENT_KWARGS = ("http_async_client", "async_client", "root_async_client")
 
 
-def load_model(spec: str | None = None, **kwargs: Any) -> BaseChatModel:
+def _on_pool(model: Any, settings: dict[str, Any], pool: HttpPool | None) -> Any:
+    """``model`` on ``pool`` (else the process-wide one), unless the caller gave a client."""
+    if any(settings.get(key) is not None for key in _CLIENT_KWARGS):
+        return model  # a client the user passed in: the SDK's path, as given
+    return use_http_pool(model, pool or default_pool())
+
+
+def load_model(
+    spec: str | None = None, *, http_pool: HttpPool | None = None, **kwargs: Any
+) -> BaseChatModel:
     """A chat model for ``spec`` (default ``$CHAINKIT_MODEL`` or ``local``).
 
     Keyword arguments go to the model class (``temperature``, ``max_tokens``,
-    ``max_retries``, ...).
+    ``max_retries``, ...). ``local`` and ``openai:`` give a ``ChatOpenAI`` whose
+    async calls take the lean path over ``http_pool`` (default: one pool per
+    event loop for the whole process, see :class:`HttpPool`).
 
     >>> model = load_model()                       # the embedded offline model
     >>> model = load_model("openai:gpt-4o-mini")   # needs OPENAI_API_KEY
@@ -134,14 +151,18 @@ def load_model(spec: str | None = None, **kwargs: Any) -> BaseChatModel:
 
         settings = _openai_kwargs(provider, model, spec, dict(kwargs))
         settings.setdefault("stream_usage", True)
-        return ChatOpenAI(**_loop_safe(settings))
+        chat: BaseChatModel = _on_pool(ChatOpenAI(**settings), settings, http_pool)
+        return chat
     return _load_other(spec, provider, model, kwargs)
 
 
-def load_llm(spec: str | None = None, **kwargs: Any) -> BaseLLM:
+def load_llm(
+    spec: str | None = None, *, http_pool: HttpPool | None = None, **kwargs: Any
+) -> BaseLLM:
     """A completion-style LLM (``langchain_openai.OpenAI``) for ``local`` or ``openai:`` specs.
 
-    This is the first seed's ``OpenAI(model="gpt-3.5-turbo-instruct", ...)``.
+    This is the first seed's ``OpenAI(model="gpt-3.5-turbo-instruct", ...)``; its
+    async calls take the lean path over ``http_pool``, as :func:`load_model`'s.
     """
     spec = spec or default_spec()
     provider, model = parse_spec(spec)
@@ -152,7 +173,9 @@ def load_llm(spec: str | None = None, **kwargs: Any) -> BaseLLM:
         )
     from langchain_openai import OpenAI
 
-    return OpenAI(**_loop_safe(_openai_kwargs(provider, model, spec, dict(kwargs))))
+    settings = _openai_kwargs(provider, model, spec, dict(kwargs))
+    llm: BaseLLM = _on_pool(OpenAI(**settings), settings, http_pool)
+    return llm
 
 
 def _load_other(spec: str, provider: str, model: str, kwargs: dict[str, Any]) -> BaseChatModel:

@@ -5,9 +5,8 @@ The runner never mutates the caller's chain. It walks the runnable graph
 a pydantic model with runnable fields) and builds a copy in which:
 
 - every OpenAI model (``ChatOpenAI``, ``AzureChatOpenAI``, ``OpenAI``, anything
-  derived from ``BaseChatOpenAI`` / ``BaseOpenAI``) has ``max_retries=0``, with
-  its SDK clients copied through ``with_options(max_retries=0)`` (the copies
-  share the original's HTTP connection pool);
+  derived from ``BaseChatOpenAI`` / ``BaseOpenAI``) has ``max_retries=0`` and
+  the batch's own :class:`~chainkit.models.HttpPool` (``use_http_pool``);
 - every ``with_retry`` (``RunnableRetry``) is unwrapped and *folded* into the
   runner's policy: the item gets ``max(retries + 1, stop_after_attempt)``
   attempts, and exception types the chain asked for explicitly are retried
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +35,7 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.runnables.retry import RunnableRetry
 from pydantic import BaseModel
 
+from chainkit.models import HttpPool, use_http_pool
 from chainkit.runners._records import ChainIdentity
 
 __all__ = ["PreparedChain", "prepare_chain"]
@@ -98,31 +97,19 @@ class PreparedChain:
     required_vars: frozenset[str] = frozenset()
     pool_size: int = 100
     copies: dict[int, Any] = field(default_factory=dict, repr=False)
-    http_clients: list[Any] = field(default_factory=list, repr=False)
+    http_pool: HttpPool | None = field(default=None, repr=False)
 
-    def new_http_client(self, root: Any) -> Any:
-        """A fresh async HTTP pool for an OpenAI client copy, like the SDK's default one."""
-        import openai
-
-        kwargs: dict[str, Any] = {"timeout": root.timeout}
-        limits = _limits_class()
-        if limits is not None:
-            kwargs["limits"] = limits(
-                max_connections=max(1000, self.pool_size),
-                max_keepalive_connections=max(100, self.pool_size),
-            )
-        client = openai.DefaultAsyncHttpxClient(**kwargs)
-        self.http_clients.append(client)
-        return client
+    def batch_pool(self) -> HttpPool:
+        """The batch's own HTTP pool (sized to it, closed at its end), made on first use."""
+        if self.http_pool is None:
+            self.http_pool = HttpPool(max_connections=max(self.pool_size, 1))
+        return self.http_pool
 
     async def aclose(self) -> None:
-        """Close the HTTP pools this batch opened."""
-        clients, self.http_clients = self.http_clients, []
-        for client in clients:
-            try:
-                await client.aclose()
-            except Exception:
-                log.debug("closing an HTTP pool failed", exc_info=True)
+        """Close the HTTP pool this batch opened."""
+        pool, self.http_pool = self.http_pool, None
+        if pool is not None:
+            await pool.aclose()
 
     def estimate_tokens(self, value: Any) -> float:
         """Tokens one call is expected to use: (template + input characters) / 4 + max_tokens."""
@@ -132,17 +119,6 @@ class PreparedChain:
             chars = len(str(value))
         completion = self.max_tokens if self.max_tokens else DEFAULT_COMPLETION_ESTIMATE
         return (self.template_chars + chars) / 4.0 + completion
-
-
-def _limits_class() -> Any:
-    """``Limits`` of the HTTP library the openai SDK is built on (httpx2 for openai>=3)."""
-    import openai
-
-    for cls in type.mro(openai.DefaultAsyncHttpxClient):
-        if cls.__name__ == "AsyncClient":
-            module = sys.modules.get(cls.__module__.split(".")[0])
-            return getattr(module, "Limits", None)
-    return None
 
 
 def prepare_chain(
@@ -324,31 +300,15 @@ def _without_client_retries(model: BaseLanguageModel[Any], prepared: PreparedCha
         return _other_model(model, prepared)
     if not isinstance(model, BaseChatOpenAI | BaseOpenAI):
         return _other_model(model, prepared)
-    chat = isinstance(model, BaseChatOpenAI)
-    updates: dict[str, Any] = {"max_retries": 0}
-    for attr in ("client", "async_client"):
-        resource = getattr(model, attr, None)
-        root = getattr(resource, "_client", None)
-        if root is None or not hasattr(root, "with_options"):
-            continue
-        options: dict[str, Any] = {"max_retries": 0}
-        if attr == "async_client" and getattr(model, "http_async_client", None) is None:
-            # LangChain's default async pool is one per base URL for the whole
-            # process; its connections belong to the event loop that opened them.
-            # The batch gets a pool of its own, sized to it and closed at its end.
-            options["http_client"] = prepared.new_http_client(root)
-        new_root = root.with_options(**options)
-        updates[attr] = new_root.chat.completions if chat else new_root.completions
-        root_attr = "root_client" if attr == "client" else "root_async_client"
-        if root_attr in type(model).model_fields:
-            updates[root_attr] = new_root
     sdk_retries = _sdk_retries(model)
     if sdk_retries:
         prepared.notes.append(
             f"{type(model).__name__}(max_retries={sdk_retries}) runs with max_retries=0 under "
             "the runner, so its retries do not stack with the runner's"
         )
-    return model.model_copy(update=updates)
+    # A model on chainkit's own pool (or langchain's shared default) gets the
+    # batch's pool, sized to it and closed at its end; a user's client is kept.
+    return use_http_pool(model, prepared.batch_pool(), max_retries=0)
 
 
 def _sdk_retries(model: Any) -> int:

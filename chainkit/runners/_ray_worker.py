@@ -41,13 +41,13 @@ from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 from chainkit.errors import ChainkitError, ChainkitRunError, MissingAPIKeyError
+from chainkit.models import HttpPool, use_http_pool
 from chainkit.runners._inputs import InputItem
 from chainkit.runners._limits import AdaptiveConcurrency, RateLimits
 from chainkit.runners._ray_transport import (
     Transport,
     is_openai_model,
     load_chain,
-    model_settings,
 )
 from chainkit.runners._records import ResultRecord
 from chainkit.runners._runner import _Batch
@@ -183,7 +183,7 @@ def with_http_pool(value: Any, pool: Any, depth: int = 0) -> Any:
     if is_openai_model(value):
         if getattr(value, "http_async_client", None) is not None:
             return value
-        return type(value)(**model_settings(value, secrets=True), http_async_client=pool)
+        return use_http_pool(value, pool)
     if isinstance(value, BaseModel) and isinstance(value, Runnable):
         updates: dict[str, Any] = {}
         for key in type(value).model_fields:
@@ -215,14 +215,12 @@ class Worker:
     def __init__(self) -> None:
         self._state: WorkerState | None = None
         self._transport: Transport | None = None
-        self._pool: Any = None
+        self._pool: HttpPool | None = None
         self._blocks: dict[str, _Block] = {}
 
-    def _http_pool(self) -> Any:
+    def _http_pool(self) -> HttpPool:
         if self._pool is None:
-            import openai
-
-            self._pool = openai.DefaultAsyncHttpxClient()
+            self._pool = HttpPool()
         return self._pool
 
     async def setup(

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chainkit import __version__
 from chainkit.errors import ChainkitError
+from chainkit.models import HttpPool
 from chainkit.server._auth import OPEN_PATHS, AuthMiddleware
 from chainkit.server._errors import ApiError, error_body, error_json, one_line
 from chainkit.server._limits import BodyLimitMiddleware, StreamSlots
@@ -93,15 +94,13 @@ class ServiceState:
         self._model: Runnable[Any, Any] | None = model if isinstance(model, Runnable) else None
         self._chains: dict[str, ServedChain] = {}
         self._lock = threading.Lock()
-        self._http_client: Any = None
+        self._http_pool: HttpPool | None = None
 
     def model(self) -> Runnable[Any, Any]:
         """The service's model (``load_model`` of the spec given, once).
 
-        An OpenAI-compatible model (``local``, ``openai:...``) gets an HTTP client of
-        this app's own, closed at shutdown: langchain-openai otherwise shares one
-        cached client per base URL across event loops, and an app started again on
-        another loop (tests, notebooks) would reuse connections of a closed loop.
+        An OpenAI-compatible model (``local``, ``openai:...``) gets an HTTP pool of
+        this app's own (:class:`~chainkit.models.HttpPool`), closed at shutdown.
         """
         if self._model is None:
             with self._lock:
@@ -111,20 +110,17 @@ class ServiceState:
                     spec = self._model_arg if isinstance(self._model_arg, str) else None
                     kwargs: dict[str, Any] = {}
                     if parse_spec(spec)[0] in ("local", "openai"):
-                        import openai
-
-                        self._http_client = openai.DefaultAsyncHttpxClient()
-                        kwargs["http_async_client"] = self._http_client
+                        self._http_pool = kwargs["http_pool"] = HttpPool()
                     self._model = load_model(spec, **kwargs)
         return self._model
 
     async def aclose(self) -> None:
-        """Close what the app opened (its model's HTTP client)."""
-        client, self._http_client = self._http_client, None
-        if client is not None:  # the model and its chains go with it; rebuilt if started again
+        """Close what the app opened (its model's HTTP pool)."""
+        pool, self._http_pool = self._http_pool, None
+        if pool is not None:  # the model and its chains go with it; rebuilt if started again
             self._model = None
             self._chains.clear()
-            await client.aclose()
+            await pool.aclose()
 
     def chain(self, name: str) -> ServedChain:
         """The chain called ``name``, built once on the service's model.

@@ -287,7 +287,8 @@ def test_client_retries_are_turned_off_in_a_copy() -> None:
     # one model object stays one copy, with a connection pool of the batch's own
     assert copies["b"].bound is copies["a"]
     assert copies["a"].root_async_client._client is not model.root_async_client._client
-    assert prepared.http_clients == [copies["a"].root_async_client._client]
+    assert prepared.http_pool is not None
+    assert copies["a"].root_async_client._client is prepared.http_pool.httpx_client
     assert prepared.max_tokens == 64
     assert prepared.required_vars == {"topic"}
     assert any("max_retries=5" in note for note in prepared.notes)

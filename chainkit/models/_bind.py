@@ -1,0 +1,95 @@
+"""Put an OpenAI model (``ChatOpenAI``, ``AzureChatOpenAI``, ``OpenAI``) on an :class:`HttpPool`.
+
+:func:`use_http_pool` is how every caller gives a model its HTTP clients:
+``load_model`` / ``load_llm`` (the process-wide pool), the runner (a pool per
+batch, sized to ``max_concurrency``, closed at its end), the service and the
+CLI (a pool of their own, closed at shutdown), Ray workers (a pool per worker).
+
+The model keeps its class and fields; its async client becomes a
+:class:`~chainkit.models._lean.LeanAsyncOpenAI` over the pool when it is a plain
+OpenAI client (API key, no custom HTTP client), else the SDK's client on the
+pool's ``httpx_client``. A model made with an ``http_async_client`` of the
+user's keeps that client: only ``max_retries`` changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar, cast
+
+import openai
+
+from chainkit.models._http import HttpPool
+from chainkit.models._lean import LeanAsyncOpenAI, LeanEndpoint
+
+__all__ = ["is_lean", "stock_async_root", "use_http_pool"]
+
+M = TypeVar("M")
+
+
+def stock_async_root(model: Any) -> Any:
+    """The model's ``openai.AsyncOpenAI`` (under the lean wrapper, if any)."""
+    root = getattr(model, "root_async_client", None)
+    if root is None:  # BaseOpenAI (completions) keeps only the resource
+        root = getattr(getattr(model, "async_client", None), "_client", None)
+    if isinstance(root, LeanAsyncOpenAI):
+        return root.stock
+    return root
+
+
+def is_lean(model: Any) -> bool:
+    """Whether ``model``'s async calls take the lean path."""
+    root = getattr(model, "root_async_client", None)
+    if root is None:
+        return isinstance(getattr(model, "async_client", None), LeanEndpoint)
+    return isinstance(root, LeanAsyncOpenAI)
+
+
+def _plain_openai(root: Any) -> bool:
+    """A client the lean path can stand in for: OpenAI itself, an API key as a string."""
+    return (
+        type(root) is openai.AsyncOpenAI
+        and getattr(root, "_api_key_provider", None) is None
+        and getattr(root, "workload_identity", None) is None
+        and isinstance(getattr(root, "api_key", None), str)
+    )
+
+
+def use_http_pool(model: M, pool: HttpPool, *, max_retries: int | None = None) -> M:
+    """A copy of the OpenAI ``model`` whose async calls go through ``pool``.
+
+    ``max_retries`` (when given) replaces the SDK clients' retry count, sync and
+    async (the runner passes 0: one retry layer). Other models come back as they are.
+    """
+    from langchain_openai.chat_models.base import BaseChatOpenAI
+    from langchain_openai.llms.base import BaseOpenAI
+
+    if not isinstance(model, BaseChatOpenAI | BaseOpenAI):
+        return model
+    chat = isinstance(model, BaseChatOpenAI)
+    updates: dict[str, Any] = {}
+    root = stock_async_root(model)
+    if root is not None:
+        users_client = getattr(model, "http_async_client", None) is not None
+        options: dict[str, Any] = {}
+        if max_retries is not None:
+            options["max_retries"] = max_retries
+        if not users_client:
+            options["http_client"] = pool.httpx_client
+        new_root: Any = root.with_options(**options) if options else root
+        if not users_client and _plain_openai(new_root):
+            new_root = LeanAsyncOpenAI(new_root, pool)
+        updates["async_client"] = new_root.chat.completions if chat else new_root.completions
+        if chat:
+            updates["root_async_client"] = new_root
+    if max_retries is not None:
+        updates["max_retries"] = max_retries
+        sync_root = getattr(model, "root_client", None) or getattr(
+            getattr(model, "client", None), "_client", None
+        )
+        if sync_root is not None and hasattr(sync_root, "with_options"):
+            new_sync = sync_root.with_options(max_retries=max_retries)
+            updates["client"] = new_sync.chat.completions if chat else new_sync.completions
+            if chat:
+                updates["root_client"] = new_sync
+    copy: Any = model.model_copy(update=updates)
+    return cast("M", copy)
