@@ -15,7 +15,6 @@ can be looked at afterwards (``chainkit.debug`` views, ``Viewer``).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import html
 import importlib
@@ -29,6 +28,7 @@ from typing import Any, TextIO
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from chainkit._bridge import run_sync
 from chainkit.callbacks import StreamCapture
 from chainkit.errors import UserError
 from chainkit.trace import Run, Trace
@@ -344,34 +344,16 @@ def live_stream(
     out = _Output(board, notebook=in_notebook() if notebook is None else notebook, file=file)
     out.start()
 
-    running: dict[str, Any] = {}
-
-    async def main() -> None:
-        running["loop"] = asyncio.get_running_loop()
-        running["task"] = asyncio.current_task()
-        await _drive(chain, board, capture, max_concurrency=max_concurrency, config=config)
-
     # The streams run on their own loop in a worker thread; this thread updates
     # the output (a display handle belongs to the cell that runs this call).
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="live_stream") as pool:
-        future = pool.submit(asyncio.run, main())
-        try:
-            while True:
-                try:
-                    future.result(timeout=refresh)
-                    break
-                except concurrent.futures.TimeoutError:
-                    out.refresh()
-        except BaseException:  # Ctrl-C / "interrupt kernel": cancel the streams, then re-raise
-            deadline = time.monotonic() + 5
-            while "task" not in running and not future.done() and time.monotonic() < deadline:
-                time.sleep(0.01)  # the worker's loop is still starting
-            loop, task = running.get("loop"), running.get("task")
-            if loop is not None and task is not None:
-                loop.call_soon_threadsafe(task.cancel)
-            with contextlib.suppress(BaseException):
-                future.result(timeout=10)
-            raise
-        finally:
-            out.finish()
+    # Ctrl-C / "interrupt kernel" cancels the streams, then re-raises.
+    try:
+        run_sync(
+            _drive(chain, board, capture, max_concurrency=max_concurrency, config=config),
+            tick=out.refresh,
+            interval=refresh,
+            name="chainkit-live-stream",
+        )
+    finally:
+        out.finish()
     return capture.trace

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from chainkit._bridge import LoopThread
 from chainkit.errors import ConfigError
 from chainkit.server._app import ServiceState, create_app
 from chainkit.server._auth import check_bind
@@ -136,9 +136,9 @@ class ServiceThread:
         self._requested_port = port
         self.port = 0
         self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: LoopThread | None = None
+        self._serving: concurrent.futures.Future[None] | None = None
         self._sock: socket.socket | None = None
-        self._error: BaseException | None = None
 
     @property
     def url(self) -> str:
@@ -147,52 +147,49 @@ class ServiceThread:
     def start(self) -> ServiceThread:
         self._sock = _bind(self.host, self._requested_port)
         self.port = self._sock.getsockname()[1]
-        self._server = uvicorn.Server(_config(self.app, self.host, self.port))
-        self._thread = threading.Thread(
-            target=self._run, name=f"chainkit-service:{self.port}", daemon=True
-        )
-        self._thread.start()
+        server = self._server = uvicorn.Server(_config(self.app, self.host, self.port))
+        self._thread = LoopThread(f"chainkit-service:{self.port}").start()
+        self._serving = serving = self._thread.submit(self._serve(server, self._sock))
         deadline = time.monotonic() + _START_TIMEOUT
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
+        while not server.started:  # uvicorn sets a flag, it has no event to wait on
+            if serving.done() or time.monotonic() > deadline:
+                error = None if not serving.done() else serving.exception()
                 self.stop()
                 raise ConfigError(
-                    f"the service did not start on {self.url}: {self._error or 'timed out'}"
+                    f"the service did not start on {self.url}: {error or 'timed out'}"
                 )
             time.sleep(0.005)
         return self
 
-    def _run(self) -> None:
-        server, sock = self._server, self._sock
-        if server is None or sock is None:  # pragma: no cover - start() sets both
-            return
-
-        async def main() -> None:
-            try:
-                await server.serve(sockets=[sock])
-            finally:
-                if self.on_exit is not None:  # e.g. close a model's HTTP client on its loop
-                    await self.on_exit()
-
+    async def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
         try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - reported by start()
-            self._error = exc
+            await server.serve(sockets=[sock])
+        finally:
+            if self.on_exit is not None:  # e.g. close a model's HTTP client on its loop
+                await self.on_exit()
 
     def stop(self, timeout: float = 10.0) -> None:
-        server, thread = self._server, self._thread
+        server, thread, serving = self._server, self._thread, self._serving
         if server is not None:
             server.should_exit = True
+        if serving is not None:
+            try:
+                serving.result(timeout)
+            except concurrent.futures.TimeoutError:
+                if server is not None:
+                    server.force_exit = True
+                with contextlib.suppress(BaseException):
+                    serving.result(timeout)
+            except BaseException:  # noqa: BLE001, S110 - a failed start is reported by start()
+                pass
         if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive() and server is not None:
-                server.force_exit = True
-                thread.join(timeout)
+            thread.stop(timeout)
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.close()
             self._sock = None
         self._thread = None
+        self._serving = None
         self._server = None
 
     def __enter__(self) -> ServiceThread:

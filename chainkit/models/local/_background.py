@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import logging
 import os
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import orjson
 
+from chainkit._bridge import LoopThread
 from chainkit.errors import LocalServerError
 from chainkit.models.local._app import InjectedDisconnect, LocalModelApp, create_app
 from chainkit.models.local._http import HttpServer
@@ -34,7 +35,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DUMMY_API_KEY = "chainkit-local"  # the local model accepts any key; clients insist on one
-_START_TIMEOUT = 15.0
 _GRACE = 2.0  # seconds in-flight requests get to finish at shutdown
 
 
@@ -89,10 +89,9 @@ class LocalModelServer:
         self._requested_port = port
         self.app = create_app(self.settings)
         self._server: HttpServer | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: LoopThread | None = None
+        self._serving: concurrent.futures.Future[None] | None = None
         self._sock: socket.socket | None = None
-        self._error: BaseException | None = None
         self._lock = threading.Lock()
         self.port = 0
 
@@ -110,7 +109,7 @@ class LocalModelServer:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._serving is not None and not self._serving.done()
 
     # -- lifecycle
     def start(self) -> LocalModelServer:
@@ -120,62 +119,41 @@ class LocalModelServer:
                 return self
             self._sock = _bind(self.host, self._requested_port)
             self.port = self._sock.getsockname()[1]
-            self._server = _http_server(self.app, self._sock)
-            self._error = None
-            started = threading.Event()
-            self._thread = threading.Thread(
-                target=self._run,
-                args=(started,),
-                name=f"chainkit-local-model:{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
-            deadline = time.monotonic() + _START_TIMEOUT
-            while not started.wait(0.01):
-                if not self._thread.is_alive() or time.monotonic() > deadline:
-                    self._cleanup_socket()
-                    raise LocalServerError(
-                        f"the local model did not start on {self.url}: "
-                        f"{self._error or 'timed out'}; see the log for details"
-                    )
+            server = self._server = _http_server(self.app, self._sock)
+            name = f"chainkit-local-model:{self.port}"
+            try:
+                self._thread = LoopThread(name, loop_factory=_loop_factory).start()
+                self._thread.run(server.start())
+            except Exception as exc:
+                if self._thread is not None:
+                    self._thread.stop()
+                    self._thread = None
+                self._cleanup_socket()
+                raise LocalServerError(
+                    f"the local model did not start on {self.url}: {exc}; see the log for details"
+                ) from exc
+            self._serving = self._thread.submit(server.serve())
+            self._serving.add_done_callback(_log_failure)
             logger.debug("local model listening on %s", self.base_url)
             return self
-
-    def _run(self, started: threading.Event) -> None:
-        server = self._server
-        if server is None:  # pragma: no cover - start() sets it
-            return
-
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            await server.start()
-            started.set()
-            await server.serve()
-
-        try:
-            with asyncio.Runner(loop_factory=_loop_factory) as runner:
-                runner.run(main())
-        except BaseException as exc:
-            self._error = exc
-            logger.exception("local model server stopped with an error")
-        finally:
-            self._loop = None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving: release hanging requests, close connections, free the port."""
         with self._lock:
-            thread, server, loop = self._thread, self._server, self._loop
+            thread, server, serving = self._thread, self._server, self._serving
             if thread is None or server is None:
                 return
-            if loop is not None and thread.is_alive():
-                with contextlib.suppress(RuntimeError):  # loop already closed
-                    loop.call_soon_threadsafe(self.app.close)
-                    loop.call_soon_threadsafe(server.request_stop)
-            thread.join(timeout)
-            if thread.is_alive():  # pragma: no cover - a wedged loop
+            thread.call(self.app.close)
+            thread.call(server.request_stop)
+            if serving is not None:
+                with contextlib.suppress(BaseException):  # logged by _log_failure
+                    serving.result(timeout)
+            thread.stop(timeout)
+            if thread.running:  # pragma: no cover - a wedged loop
                 logger.warning("local model thread on port %s did not stop", self.port)
             self._thread = None
             self._server = None
+            self._serving = None
             self._cleanup_socket()
             logger.debug("local model on port %s stopped", self.port)
 
@@ -216,6 +194,12 @@ class LocalModelServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LocalModelServer {self.base_url} {state}>"
+
+
+def _log_failure(serving: concurrent.futures.Future[None]) -> None:
+    if not serving.cancelled() and serving.exception() is not None:
+        error = serving.exception()
+        logger.error("local model server stopped with an error", exc_info=error)
 
 
 _shared: LocalModelServer | None = None
