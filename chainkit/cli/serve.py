@@ -44,6 +44,27 @@ def serve(
     max_batch_concurrency: Annotated[
         int, typer.Option(help="Cap on a /batch request's max_concurrency.")
     ] = 16,
+    max_header_bytes: Annotated[
+        int,
+        typer.Option(help="Largest request line + headers; larger is answered 431 and closed."),
+    ] = 32 * 1024,
+    max_headers: Annotated[
+        int, typer.Option(help="Headers per request; more is answered 431 and closed.")
+    ] = 100,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a client has to send a request's line and headers (else 408 and "
+            "closed; a connection that sends nothing is closed)."
+        ),
+    ] = 10.0,
+    keep_alive_timeout: Annotated[
+        int, typer.Option(help="Seconds an idle keep-alive connection stays open.")
+    ] = 15,
+    max_connections: Annotated[
+        int,
+        typer.Option(help="Connections at once; a request beyond them is answered 503."),
+    ] = 1024,
     log_bodies: Annotated[
         bool, typer.Option(help="Add request bodies (redacted, cut) to the access log.")
     ] = False,
@@ -64,6 +85,11 @@ def serve(
         max_batch_items=max_batch_items,
         max_batch_concurrency=max_batch_concurrency,
         log_bodies=log_bodies,
+        max_header_bytes=max_header_bytes,
+        max_headers=max_headers,
+        header_timeout=header_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+        max_connections=max_connections,
     )
     server_log = logging.getLogger("chainkit.server")
     if logging.getLogger("chainkit").getEffectiveLevel() >= logging.ERROR:

@@ -18,6 +18,7 @@ from chainkit._bridge import LoopThread
 from chainkit.errors import ConfigError
 from chainkit.server._app import ServiceState, create_app
 from chainkit.server._auth import check_bind
+from chainkit.server._protocol import HeadLimits, guarded_protocol
 from chainkit.server._settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -51,15 +52,20 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    state = getattr(app.state, "chainkit", None)  # any FastAPI app may be served
+    settings = state.settings if isinstance(state, ServiceState) else ServerSettings(api_token=None)
+    limits = HeadLimits(settings.max_header_bytes, settings.max_headers, settings.header_timeout)
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=guarded_protocol(limits),  # httptools, with the head's size, count and time bounded
         lifespan="on",
         access_log=False,  # chainkit.server.access logs every request instead
         log_config=None,
         timeout_graceful_shutdown=_GRACE,
-        timeout_keep_alive=30,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        limit_concurrency=settings.max_connections,
         backlog=4096,
         server_header=False,
     )

@@ -45,6 +45,20 @@ class ServerSettings:
       ``: ping`` comment (keeps proxies from closing idle streams).
     - ``log_bodies``: add request bodies (redacted, cut to 2000 characters) to
       the access log; off by default.
+
+    Limits of the HTTP server itself, applied when chainkit runs it
+    (``chainkit serve``, :func:`~chainkit.server.serve`, ``ServiceThread``; under
+    your own uvicorn, set its options instead):
+
+    - ``max_header_bytes``: the request line and headers together; more is a 431
+      and the connection is closed.
+    - ``max_headers``: headers per request; more is a 431.
+    - ``header_timeout``: seconds a client has to send a request's line and
+      headers, counted from the connection (or the request's first byte); then a
+      408, or a plain close for a connection that never started a request.
+    - ``keep_alive_timeout``: whole seconds an idle keep-alive connection stays open.
+    - ``max_connections``: connections (and requests in progress) at once; a
+      request beyond is answered 503 by uvicorn.
     """
 
     api_token: SecretStr | None = field(default_factory=_token_from_env)
@@ -57,6 +71,11 @@ class ServerSettings:
     batch_retries: int = 2
     ping_interval: float = 15.0
     log_bodies: bool = False
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    keep_alive_timeout: int = 15
+    max_connections: int = 1024
 
     def __post_init__(self) -> None:
         token: Any = self.api_token
@@ -82,6 +101,10 @@ class ServerSettings:
             ("max_batch_concurrency", 1),
             ("max_streams", 1),
             ("batch_retries", 0),
+            ("max_header_bytes", 1024),
+            ("max_headers", 8),
+            ("max_connections", 1),
+            ("keep_alive_timeout", 1),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -94,10 +117,10 @@ class ServerSettings:
                 raise ConfigError(
                     f"ServerSettings.{name} must be > 0 seconds or None for no limit, got {value!r}"
                 )
-        if not _positive(self.ping_interval):
-            raise ConfigError(
-                f"ServerSettings.ping_interval must be > 0 seconds, got {self.ping_interval!r}"
-            )
+        for name in ("ping_interval", "header_timeout"):
+            value = getattr(self, name)
+            if not _positive(value):
+                raise ConfigError(f"ServerSettings.{name} must be > 0 seconds, got {value!r}")
 
     @property
     def auth_enabled(self) -> bool:
