@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -81,6 +82,10 @@ _JINJA2_REFUSED = (
     "use 'f-string' ({topic}) or 'mustache' ({{topic}})"
 )
 _SCALARS: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+MAX_FORMAT_NUMBER = 100
+"""The largest width or precision a template's format spec may ask for (``{x:>20}``)."""
+_PYDANTIC_NAMES = frozenset(name for name in dir(BaseModel) if not name.startswith("_"))
+_OLD_PYDANTIC_NAMES = sorted(n for n in _PYDANTIC_NAMES if not n.startswith("model_"))
 
 
 class _Strict(BaseModel):
@@ -118,6 +123,11 @@ class OutputSpec(_Strict):
         for key in fields:
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", key):
                 raise ValueError(f"{key!r} is not a valid field name (letters, digits, _)")
+            if key.startswith("model_") or key in _PYDANTIC_NAMES:
+                raise ValueError(
+                    f"{key!r} is a name pydantic reserves for its models (model_* and "
+                    f"{', '.join(_OLD_PYDANTIC_NAMES)}); rename the field"
+                )
         return fields
 
 
@@ -204,6 +214,8 @@ class ChainSpec(_Strict):
                 continue
             try:
                 found.update(get_template_variables(text, self.template_format))
+                if self.template_format == "f-string":
+                    _check_format_specs(text)
             except (ValueError, KeyError, IndexError) as exc:
                 raise ValueError(
                     f"field {where!r}: not a valid {self.template_format} template: {exc}"
@@ -214,6 +226,21 @@ class ChainSpec(_Strict):
     def inputs(self) -> list[str]:
         """The variables a caller must give (those without defaults)."""
         return [v for v in self.variables_in_templates() if v not in self.defaults]
+
+
+def _check_format_specs(template: str) -> None:
+    """Refuse format specs that could cost unbounded memory per call (``{x:>900000000}``):
+    a width or precision over :data:`MAX_FORMAT_NUMBER` (LangChain refuses one taken
+    from a variable, ``{x:>{w}}``)."""
+    for _, name, spec, _ in string.Formatter().parse(template):
+        if name is None or not spec:
+            continue
+        too_big = [int(n) for n in re.findall(r"\d+", spec) if int(n) > MAX_FORMAT_NUMBER]
+        if too_big:
+            raise ValueError(
+                f"{{{name}:{spec}}} asks for a width or precision of {too_big[0]}; "
+                f"at most {MAX_FORMAT_NUMBER} is allowed"
+            )
 
 
 def output_model(spec: OutputSpec) -> type[BaseModel]:

@@ -174,6 +174,29 @@ INVALID = [
     pytest.param(
         'template = "Hi {x}"\nmodel = "nosuch:model"\n', "unknown model provider", id="model"
     ),
+    *(
+        pytest.param(
+            f'template = "Hi {{x}}"\nparser = "structured"\n[output.fields]\n{name} = {{}}\n',
+            f"field 'output.fields': '{name}' is a name pydantic reserves",
+            id=f"reserved-{name}",
+        )
+        for name in ("model_config", "model_fields", "model_anything", "copy", "json", "schema")
+    ),
+    pytest.param(
+        'template = "Hi {x:>900000000}"\n',
+        "field 'template': not a valid f-string template: {x:>900000000} asks for a width",
+        id="huge-width",
+    ),
+    pytest.param(
+        'template = "Hi"\nsystem = "{x:.5000f}"\n',
+        "field 'system': not a valid f-string template: {x:.5000f} asks for a width or precision",
+        id="huge-precision",
+    ),
+    pytest.param(
+        'template = "Hi {x:>{w}}"\n',
+        "Nested replacement fields are not allowed",
+        id="nested-format",
+    ),
 ]
 
 
@@ -190,6 +213,11 @@ def test_invalid_spec(chains_dir: Path, text: str, problem: str) -> None:
     # a broken file anywhere in the folder is reported wherever the folder is read
     with pytest.raises(SpecError):
         get_chain("song", model=fake_model(), chains_dir=chains_dir)
+
+
+def test_small_format_specs_are_kept(chains_dir: Path) -> None:
+    path = write(chains_dir, "fmt", 'template = "[{x:>8}] [{y:.2f}] [{z:^100}]"\n')
+    assert load_spec(path).inputs == ["x", "y", "z"]
 
 
 def test_name_clash_with_builtin_is_an_error(chains_dir: Path) -> None:
