@@ -9,7 +9,9 @@ The model keeps its class and fields; its async client becomes a
 :class:`~chainkit.models._lean.LeanAsyncOpenAI` over the pool when it is a plain
 OpenAI client (API key, no custom HTTP client), else the SDK's client on the
 pool's ``httpx_client``. A model made with an ``http_async_client`` of the
-user's keeps that client: only ``max_retries`` changes.
+user's keeps that client: only ``max_retries`` changes. A lean ``ChatOpenAI``
+has ``stream_chunk_timeout=None``: its stream bounds each socket read by that
+value instead (an ``APITimeoutError`` past it).
 """
 
 from __future__ import annotations
@@ -77,7 +79,16 @@ def use_http_pool(model: M, pool: HttpPool, *, max_retries: int | None = None) -
             options["http_client"] = pool.httpx_client
         new_root: Any = root.with_options(**options) if options else root
         if not users_client and _plain_openai(new_root):
-            new_root = LeanAsyncOpenAI(new_root, pool)
+            # langchain-openai bounds the wait between chunks by wrapping each one in
+            # asyncio.wait_for (a task per chunk; on Python 3.11 it can swallow a
+            # cancellation): the lean stream bounds its socket reads by it instead.
+            chunk_timeout = getattr(model, "stream_chunk_timeout", None)
+            current = getattr(model, "root_async_client", None)
+            if isinstance(current, LeanAsyncOpenAI):
+                chunk_timeout = current.chunk_timeout
+            new_root = LeanAsyncOpenAI(new_root, pool, chunk_timeout=chunk_timeout)
+            if chunk_timeout is not None:
+                updates["stream_chunk_timeout"] = None
         updates["async_client"] = new_root.chat.completions if chat else new_root.completions
         if chat:
             updates["root_async_client"] = new_root

@@ -117,10 +117,26 @@ def _client_timeout(value: object) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None)
 
 
+def _stream_timeout(base: aiohttp.ClientTimeout, chunk: float | None) -> aiohttp.ClientTimeout:
+    """``base`` with reads bounded by ``chunk`` too: the longest wait between two chunks."""
+    if chunk is None or chunk <= 0:
+        return base
+    read = chunk if base.sock_read is None else min(base.sock_read, chunk)
+    return aiohttp.ClientTimeout(total=None, sock_connect=base.sock_connect, sock_read=read)
+
+
 class LeanEndpoint:
     """``chat.completions`` or ``completions`` of an ``AsyncOpenAI``, answered with dicts."""
 
-    def __init__(self, stock: Any, root: openai.AsyncOpenAI, pool: HttpPool, *, chat: bool) -> None:
+    def __init__(
+        self,
+        stock: Any,
+        root: openai.AsyncOpenAI,
+        pool: HttpPool,
+        *,
+        chat: bool,
+        chunk_timeout: float | None = None,
+    ) -> None:
         self._stock = stock
         self._client = root  # as the SDK's resources have it
         self._pool = pool
@@ -129,6 +145,7 @@ class LeanEndpoint:
         self._headers = {k: v for k, v in merged.items() if isinstance(v, str)}
         self._query = {str(k): str(v) for k, v in root.default_query.items()} or None
         self._timeout = _client_timeout(root.timeout)
+        self._stream_timeout = _stream_timeout(self._timeout, chunk_timeout)
         self._max_retries = root.max_retries
         self._chat = chat
         self._params = CHAT_PARAMS if chat else COMPLETION_PARAMS
@@ -146,7 +163,8 @@ class LeanEndpoint:
         if not params.keys() <= self._params:
             _fallback(f"parameters {sorted(params.keys() - self._params)}")
             return None
-        headers, timeout = self._headers, self._timeout
+        headers = self._headers
+        timeout = self._stream_timeout if params.get("stream") else self._timeout
         if "extra_headers" in params or "extra_body" in params or "timeout" in params:
             params = dict(params)
             extra_headers = params.pop("extra_headers", None) or {}
@@ -159,6 +177,8 @@ class LeanEndpoint:
                     _fallback("timeout")
                     return None
                 timeout = _client_timeout(value)
+                if params.get("stream"):
+                    timeout = _stream_timeout(timeout, self._stream_timeout.sock_read)
         try:
             return orjson.dumps(params), headers, timeout
         except TypeError:  # a value only the SDK can serialise (a pydantic class, NotGiven)
@@ -374,13 +394,19 @@ class LeanAsyncOpenAI:
     is the wrapped client's own, counted as a fallback.
     """
 
-    def __init__(self, stock: openai.AsyncOpenAI, pool: HttpPool) -> None:
+    def __init__(
+        self, stock: openai.AsyncOpenAI, pool: HttpPool, *, chunk_timeout: float | None = None
+    ) -> None:
         self.stock = stock
         self.pool = pool
-        self.chat = _LeanChat(
-            stock.chat, LeanEndpoint(stock.chat.completions, stock, pool, chat=True)
+        self.chunk_timeout = chunk_timeout
+        chat = LeanEndpoint(
+            stock.chat.completions, stock, pool, chat=True, chunk_timeout=chunk_timeout
         )
-        self.completions = LeanEndpoint(stock.completions, stock, pool, chat=False)
+        self.chat = _LeanChat(stock.chat, chat)
+        self.completions = LeanEndpoint(
+            stock.completions, stock, pool, chat=False, chunk_timeout=chunk_timeout
+        )
 
     def __getattr__(self, name: str) -> Any:
         if name not in _PLAIN and not name.startswith("_"):

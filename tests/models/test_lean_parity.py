@@ -1,0 +1,166 @@
+"""Same answers on both paths: a corpus of requests through the lean path and the SDK's.
+
+Both models are the real ``ChatOpenAI`` on the same local model at
+``temperature=0``; one has the lean path (``use_http_pool``), the other an
+``http_async_client`` of its own (a client the user passed in: the SDK's path).
+Messages, chunks, ``response_metadata``, ``usage_metadata``, tool calls,
+structured output and ``astream_events`` are compared field by field, with only
+the ids (new for every call) blanked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
+
+from chainkit.models import HttpPool, lean_fallbacks, use_http_pool
+from chainkit.models._bind import is_lean
+from chainkit.models.local import LocalModelServer
+from chainkit.testing import blank_ids
+
+FACT = "Tell me a fact about number 3"
+HAIKU = "Write a haiku about tea."
+
+
+@tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"sunny in {city}"
+
+
+class Person(BaseModel):
+    """A person."""
+
+    name: str
+    age: int
+
+
+Models = tuple[ChatOpenAI, ChatOpenAI]
+
+
+@pytest.fixture
+async def models(server: LocalModelServer) -> AsyncIterator[Models]:
+    pool = HttpPool(max_connections=8)
+
+    def make(**kwargs: Any) -> ChatOpenAI:
+        return ChatOpenAI(
+            base_url=server.base_url,
+            api_key="x",  # type: ignore[arg-type]
+            model="chainkit-local",
+            temperature=0,
+            max_tokens=160,
+            max_retries=0,
+            stream_usage=True,
+            **kwargs,
+        )
+
+    lean = use_http_pool(make(), pool)
+    stock = make(http_async_client=pool.httpx_client)
+    assert is_lean(lean)
+    assert not is_lean(stock)
+    yield lean, stock
+    await pool.aclose()
+
+
+def _plain(value: Any) -> Any:
+    """A message, chunk or structure as data, with the per-call ids blanked."""
+    if isinstance(value, BaseMessage):
+        data = value.model_dump()
+        data["id"] = None
+        metadata = dict(data.get("response_metadata") or {})
+        metadata.pop("id", None)
+        data["response_metadata"] = metadata
+        return data
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+async def _both(models: Models, call: Any, *, lean_path: bool = True) -> tuple[Any, Any]:
+    """(lean answer, stock answer); ``lean_path``: whether the lean model stays off the SDK."""
+    lean, stock = models
+    before = lean_fallbacks()
+    lean_answer = _plain(await call(lean))
+    assert (lean_fallbacks() == before) is lean_path, lean_fallbacks()
+    return lean_answer, _plain(await call(stock))
+
+
+async def _stream(model: Any, value: Any, **kwargs: Any) -> list[Any]:
+    return [chunk async for chunk in model.astream(value, **kwargs)]
+
+
+CASES: dict[str, Any] = {
+    "plain": lambda m: m.ainvoke(FACT),
+    "streamed": lambda m: _stream(m, HAIKU),
+    "stop": lambda m: m.ainvoke(FACT, stop=["prime"]),
+    "streamed with stop": lambda m: _stream(m, FACT, stop=["prime"]),
+    "usage off": lambda m: _stream(m, HAIKU, stream_usage=False),
+    "logprobs": lambda m: m.ainvoke(FACT, logprobs=True, top_logprobs=2),
+    "streamed logprobs": lambda m: _stream(m, FACT, logprobs=True),
+    "max_completion_tokens": lambda m: m.ainvoke(HAIKU, max_completion_tokens=5),
+    "seed and penalties": lambda m: m.ainvoke(FACT, seed=7, presence_penalty=0.5, user="u"),
+    "tools, forced": lambda m: m.bind_tools([get_weather], tool_choice="get_weather").ainvoke(
+        "What is the weather in Paris?"
+    ),
+    "tools, auto": lambda m: m.bind_tools([get_weather]).ainvoke("What is the weather in Oslo?"),
+    "streamed tool-call chunks": lambda m: _stream(
+        m.bind_tools([get_weather], tool_choice="get_weather"), "Weather in Rome?"
+    ),
+    "structured, function calling": lambda m: m.with_structured_output(
+        Person, method="function_calling"
+    ).ainvoke("Make up a person"),
+    "structured, json_schema": lambda m: m.with_structured_output(
+        Person, method="json_schema"
+    ).ainvoke("Make up a person"),
+    "json mode": lambda m: m.with_structured_output(None, method="json_mode").ainvoke(
+        "Describe a person as JSON with keys name and age", max_tokens=400
+    ),
+    "structured, include_raw": lambda m: m.with_structured_output(
+        Person, method="function_calling", include_raw=True
+    ).ainvoke("Make up a person"),
+    "n > 1": lambda m: _generations(m.bind(n=2), FACT),
+}
+
+
+# response_format goes to the SDK's parse() (its `parsed` objects): the SDK's path on both
+SDK_CASES = {"structured, json_schema", "json mode"}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_the_same_answer_on_both_paths(models: Models, case: str) -> None:
+    lean, stock = await _both(models, CASES[case], lean_path=case not in SDK_CASES)
+    if case == "n > 1":
+        assert len(lean) == 2
+    assert lean == stock
+    assert lean  # something was compared
+
+
+async def _generations(model: Any, text: str) -> list[Any]:
+    result = await model.bound.agenerate([[HumanMessage(text)]], **model.kwargs)
+    return [
+        {"text": g.text, "info": g.generation_info, "message": _plain(g.message)}
+        for gens in result.generations
+        for g in gens
+    ]
+
+
+async def test_the_same_event_stream_on_both_paths(models: Models) -> None:
+    async def events(model: Any) -> list[Any]:
+        seen = [e async for e in model.astream_events(HAIKU, version="v2")]
+        for event in seen:
+            event["data"] = _plain(event["data"])
+        return blank_ids(seen)
+
+    lean, stock = await _both(models, events)
+    assert [e["event"] for e in lean] == [e["event"] for e in stock]
+    assert lean == stock
