@@ -477,7 +477,9 @@ def openai_batch_executor(
         raise MissingAPIKeyError("openai", "OPENAI_API_KEY")
     # the model's own client settings (base URL, key, organization, headers); one
     # retry layer: ours (provider calls are tried again up to the patience)
-    client = step.model.root_async_client.with_options(max_retries=0)
+    from chainkit.models._bind import stock_async_root
+
+    client = stock_async_root(step.model).with_options(max_retries=0)
     if output is not None:
         path = journal_path(output)
     else:
