@@ -4,7 +4,7 @@ Two roots: a *misuse* (the caller asked for something that cannot work: a bad
 spec, an unknown name, a missing variable) and a *runtime failure* (the work
 was well-formed but could not be done: a server unreachable, a model error).
 The CLI turns the first into exit code 2 and the second into exit code 1,
-each as one line on stderr.
+each as one line on stderr; the service into a 4xx and a 5xx.
 
     ChainkitError
     ├── UserError                     misuse: fix the call, the spec or the input
@@ -25,8 +25,14 @@ each as one line on stderr.
         ├── RecordedError             an error replayed from a trace (ReplayChatModel)
         └── ReplayExhaustedError      a replay model has no recording left for a call
 
-Messages name the value, where it came from, and what to do, in one line.
-Every message passes through :func:`redact` so a secret never leaks into one.
+Exceptions carry data, not advice for one interface: each holds its fields
+(the missing variables, the known names, the provider, the environment
+variable, ...) and a one-line message that names the value and where it came
+from. The boundaries phrase the fix for their own user from those fields: the
+CLI (``chainkit.cli._app.describe_exception``: "pass it, e.g. -i topic=...")
+and the service (``chainkit.server._errors.error_body``: 'add it to "input"').
+Every message passes through :func:`redact` so a secret never leaks into one,
+and every exception pickles with its fields.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "ChainNotPortableError",
@@ -106,7 +113,11 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> list[str]
 
 
 class ChainkitError(Exception):
-    """Base of every exception chainkit raises on purpose."""
+    """Base of every exception chainkit raises on purpose.
+
+    Pickling keeps the message and every field (``__reduce__`` below), so an error
+    raised in a Ray worker or a subprocess arrives whole.
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
@@ -115,9 +126,23 @@ class ChainkitError(Exception):
     def message(self) -> str:
         return str(self)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls cls(*args): wrong for a class whose constructor
+        # takes fields, not the message. Rebuild from the message and the fields instead.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(
+    cls: type[ChainkitError], args: tuple[Any, ...], fields: dict[str, Any]
+) -> ChainkitError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(fields)
+    return error
+
 
 class UserError(ChainkitError, ValueError):
-    """The caller asked for something that cannot work; the message says how to fix it."""
+    """The caller asked for something that cannot work; the message says what is wrong."""
 
 
 class ConfigError(UserError):
@@ -125,47 +150,51 @@ class ConfigError(UserError):
 
 
 class MissingAPIKeyError(ConfigError):
+    """``provider`` needs an API key in the environment variable ``env_var``."""
+
     def __init__(self, provider: str, env_var: str) -> None:
         self.provider = provider
         self.env_var = env_var
-        super().__init__(
-            f"{provider} needs an API key: set {env_var} in the environment, "
-            f"or use --model local to run offline"
-        )
+        super().__init__(f"{provider} needs an API key: {env_var} is not set")
 
 
 class UnknownProviderError(ConfigError):
+    """The model spec ``spec`` names a ``provider`` that is not one of ``known``."""
+
     def __init__(self, spec: str, known: Iterable[str]) -> None:
         self.spec = spec
-        known = sorted(known)
-        provider = spec.partition(":")[0]
-        hint = close_matches(provider, known)
-        did_you_mean = f" (did you mean {', '.join(hint)}?)" if hint else ""
+        self.provider = spec.partition(":")[0]
+        self.known = sorted(known)
+        self.suggestions = close_matches(self.provider, self.known)
+        did_you_mean = f" (did you mean {', '.join(self.suggestions)}?)" if self.suggestions else ""
         super().__init__(
-            f"unknown model provider {provider!r} in model spec {spec!r}{did_you_mean}; "
-            f"use 'local', 'openai:<model>' or one of: {', '.join(known)}"
+            f"unknown model provider {self.provider!r} in model spec {spec!r}{did_you_mean}; "
+            f"known providers: {', '.join(self.known)}"
         )
 
 
 class MissingPackageError(ConfigError):
+    """The model spec ``spec`` needs the integration ``package``, which is not installed."""
+
     def __init__(self, spec: str, package: str) -> None:
         self.spec = spec
         self.package = package
         super().__init__(
-            f"model spec {spec!r} needs the package {package!r}: pip install {package}"
+            f"model spec {spec!r} needs the package {package!r}, which is not installed"
         )
 
 
 class UnknownChainError(UserError, KeyError):
+    """No chain is called ``name``; ``known`` lists those there are, ``suggestions`` close ones."""
+
     def __init__(self, name: str, known: Iterable[str]) -> None:
         self.name = name
-        known = sorted(known)
-        self.suggestions = close_matches(name, known)
+        self.known = sorted(known)
+        self.suggestions = close_matches(name, self.known)
         hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
         ChainkitError.__init__(
             self,
-            f"unknown chain {name!r}{hint} (known chains: {', '.join(known) or 'none'}; "
-            f"`chainkit chains` lists them)",
+            f"unknown chain {name!r}{hint} (known chains: {', '.join(self.known) or 'none'})",
         )
 
     def __str__(self) -> str:  # KeyError would quote the message
@@ -173,16 +202,31 @@ class UnknownChainError(UserError, KeyError):
 
 
 class MissingVariableError(UserError, KeyError):
-    def __init__(self, chain: str, missing: Iterable[str], given: Iterable[str] = ()) -> None:
+    """The input of chain ``chain`` lacks the template variables ``missing``.
+
+    ``given`` are the names the input had; ``line`` is the input's line in its
+    file, when it came from one.
+    """
+
+    def __init__(
+        self,
+        chain: str,
+        missing: Iterable[str],
+        given: Iterable[str] = (),
+        *,
+        line: int | None = None,
+    ) -> None:
         self.chain = chain
         self.missing = sorted(missing)
-        given = sorted(given)
+        self.given = sorted(map(str, given))
+        self.line = line
         names = ", ".join(repr(m) for m in self.missing)
         plural = "s" if len(self.missing) > 1 else ""
+        where = f"line {line}: " if line is not None else ""
         ChainkitError.__init__(
             self,
-            f"chain {chain!r} needs input variable{plural} {names} "
-            f"(got: {', '.join(given) or 'none'}); pass it, e.g. -i {self.missing[0]}=...",
+            f"{where}chain {chain!r} needs input variable{plural} {names} "
+            f"(got: {', '.join(self.given) or 'none'})",
         )
 
     def __str__(self) -> str:
@@ -190,6 +234,8 @@ class MissingVariableError(UserError, KeyError):
 
 
 class SpecError(UserError):
+    """The chain spec at ``path`` is invalid: ``problem`` says how."""
+
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
         self.problem = problem
@@ -213,12 +259,12 @@ class ChainkitRunError(ChainkitError, RuntimeError):
 
 
 class ModelUnavailableError(ChainkitRunError):
+    """The model server at ``base_url`` cannot be reached, for ``reason``."""
+
     def __init__(self, base_url: str, reason: str) -> None:
         self.base_url = base_url
-        super().__init__(
-            f"cannot reach the model server at {base_url}: {reason}; check that it is "
-            f"running and OPENAI_BASE_URL is right, or use --model local"
-        )
+        self.reason = reason
+        super().__init__(f"cannot reach the model server at {base_url}: {reason}")
 
 
 class LocalServerError(ChainkitRunError):

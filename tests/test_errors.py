@@ -1,6 +1,8 @@
-"""chainkit.errors: the hierarchy, one-line messages, and secret redaction."""
+"""chainkit.errors: the hierarchy, data-carrying exceptions, pickling, and secret redaction."""
 
 from __future__ import annotations
+
+import pickle
 
 import pytest
 
@@ -45,9 +47,81 @@ def test_unknown_chain_names_close_matches() -> None:
 
 def test_missing_variable_names_the_variable_and_the_chain() -> None:
     exc = MissingVariableError("story", ["topic"], given=["subject"])
-    assert str(exc) == (
-        "chain 'story' needs input variable 'topic' (got: subject); pass it, e.g. -i topic=..."
-    )
+    assert str(exc) == "chain 'story' needs input variable 'topic' (got: subject)"
+    assert (exc.chain, exc.missing, exc.given, exc.line) == ("story", ["topic"], ["subject"], None)
+    at_line = MissingVariableError("story", ["topic", "a"], given=[], line=3)
+    assert str(at_line) == "line 3: chain 'story' needs input variables 'a', 'topic' (got: none)"
+
+
+# One instance of every exception chainkit exports, with its fields set.
+SAMPLES: dict[str, errors.ChainkitError] = {
+    "ChainkitError": errors.ChainkitError("something went wrong"),
+    "UserError": errors.UserError("bad call"),
+    "ChainkitRunError": errors.ChainkitRunError("failed at run time"),
+    "ConfigError": errors.ConfigError("timeout must be > 0, got -1"),
+    "MissingAPIKeyError": errors.MissingAPIKeyError("openai", "OPENAI_API_KEY"),
+    "UnknownProviderError": errors.UnknownProviderError("opnai:gpt", ["local", "openai"]),
+    "MissingPackageError": errors.MissingPackageError("anthropic:x", "langchain-anthropic"),
+    "UnknownChainError": errors.UnknownChainError("stroy", ["story", "song"]),
+    "MissingVariableError": errors.MissingVariableError("story", ["topic"], ["x"], line=2),
+    "SpecError": errors.SpecError("chains/bad.toml", "not valid TOML"),
+    "InputError": errors.InputError("line 4: not JSON"),
+    "ResumeMismatchError": errors.ResumeMismatchError("made by chain 'fact'"),
+    "ChainNotPortableError": errors.ChainNotPortableError("a lambda does not pickle"),
+    "ModelUnavailableError": errors.ModelUnavailableError("http://127.0.0.1:9/v1", "refused"),
+    "LocalServerError": errors.LocalServerError("did not start"),
+    "TraceError": errors.TraceError("trace.jsonl: line 3 is not JSON"),
+    "RecordedError": errors.RecordedError("recorded"),
+    "ReplayExhaustedError": errors.ReplayExhaustedError("no recording left"),
+}
+
+
+def test_every_exported_exception_has_a_sample() -> None:
+    exported = {
+        name
+        for name in errors.__all__
+        if isinstance(getattr(errors, name), type)
+        and issubclass(getattr(errors, name), BaseException)
+    }
+    assert exported == set(SAMPLES)
+    for name, exc in SAMPLES.items():
+        assert type(exc) is getattr(errors, name)
+
+
+def _round_trip(exc: BaseException) -> BaseException:
+    back: BaseException = pickle.loads(pickle.dumps(exc))  # noqa: S301 - bytes made just above
+    return back
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_exception_pickles_with_its_fields(name: str) -> None:
+    exc = SAMPLES[name]
+    back = _round_trip(exc)
+    assert type(back) is type(exc)
+    assert str(back) == str(exc)
+    assert back.args == exc.args
+    assert vars(back) == vars(exc)
+
+
+def test_fields_survive_pickling_by_name() -> None:
+    back = _round_trip(SAMPLES["UnknownChainError"])
+    assert isinstance(back, errors.UnknownChainError)
+    assert back.suggestions == ["story"]
+    assert back.known == ["song", "story"]
+    missing = _round_trip(SAMPLES["MissingVariableError"])
+    assert isinstance(missing, errors.MissingVariableError)
+    assert (missing.missing, missing.given, missing.line) == (["topic"], ["x"], 2)
+    key = _round_trip(SAMPLES["MissingAPIKeyError"])
+    assert isinstance(key, errors.MissingAPIKeyError)
+    assert (key.provider, key.env_var) == ("openai", "OPENAI_API_KEY")
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_messages_carry_no_interface_advice(name: str) -> None:
+    text = str(SAMPLES[name])
+    for advice in ("--model", "-i ", "chainkit chains", "GET /", "pip install"):
+        assert advice not in text, (name, text)
+    assert "\n" not in text
 
 
 @pytest.mark.parametrize(
@@ -68,3 +142,43 @@ def test_registered_secrets_are_masked_in_error_messages() -> None:
     register_secret("plainlookingvalue42")
     exc = ChainkitRunError("server said plainlookingvalue42 is invalid")
     assert "plainlookingvalue42" not in str(exc)
+
+
+# The boundaries phrase the fix from the fields, each for its own user.
+@pytest.mark.parametrize(
+    ("name", "cli", "service"),
+    [
+        ("MissingVariableError", "; pass it, e.g. -i topic=...", '; add it to "input"'),
+        ("UnknownChainError", "; `chainkit chains` lists them", "; GET /chains lists them"),
+        (
+            "MissingAPIKeyError",
+            "; set OPENAI_API_KEY in the environment, or use --model local to run offline",
+            "; set it in the service's environment",
+        ),
+        ("MissingPackageError", "; pip install langchain-anthropic", ""),
+    ],
+)
+def test_the_cli_and_the_service_each_phrase_the_fix(name: str, cli: str, service: str) -> None:
+    from chainkit.cli._app import EXIT_USAGE, describe_exception
+    from chainkit.server._errors import error_body
+
+    exc = SAMPLES[name]
+    line, code = describe_exception(exc)
+    assert code == EXIT_USAGE
+    assert line.endswith(cli)
+    message = error_body(exc).message
+    assert message.endswith(service)
+    assert "-i " not in message
+    assert "chainkit chains" not in message
+    assert "--model" not in message
+
+
+def test_the_cli_says_how_to_reach_an_unavailable_model() -> None:
+    from chainkit.cli._app import EXIT_FAILED, describe_exception
+
+    line, code = describe_exception(SAMPLES["ModelUnavailableError"])
+    assert code == EXIT_FAILED
+    assert line == (
+        "cannot reach the model server at http://127.0.0.1:9/v1: refused; check that it is "
+        "running and OPENAI_BASE_URL is right, or use --model local to run offline"
+    )

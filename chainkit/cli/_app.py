@@ -10,7 +10,18 @@ import click
 import typer
 
 from chainkit import __version__
-from chainkit.errors import ChainkitError, UserError, redact
+from chainkit._upstream import UpstreamFailure, upstream_failure
+from chainkit.errors import (
+    ChainkitError,
+    MissingAPIKeyError,
+    MissingPackageError,
+    MissingVariableError,
+    ModelUnavailableError,
+    UnknownChainError,
+    UnknownProviderError,
+    UserError,
+    redact,
+)
 
 log = logging.getLogger("chainkit")
 
@@ -84,36 +95,63 @@ def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
 
 
 def describe_exception(exc: BaseException) -> tuple[str, int]:
-    """One line and an exit code for any exception that reaches the CLI."""
+    """One line and an exit code for any exception that reaches the CLI.
+
+    chainkit's exceptions carry data; this is where the fix is phrased for a
+    command-line user (``-i NAME=VALUE``, ``--model local``, ``chainkit chains``).
+    """
     if isinstance(exc, UserError):
-        return str(exc), EXIT_USAGE
+        return _user_fix(exc), EXIT_USAGE
+    if isinstance(exc, ModelUnavailableError):
+        fix = f"check that it is running and OPENAI_BASE_URL is right{_OFFLINE}"
+        return f"{exc}; {fix}", EXIT_FAILED
     if isinstance(exc, ChainkitError):
         return str(exc), EXIT_FAILED
-    try:
-        import openai
-    except ImportError:  # pragma: no cover - openai is a dependency
-        openai = None  # type: ignore[assignment]
-    if openai is not None:
-        if isinstance(exc, openai.APIConnectionError):
-            request = getattr(exc, "request", None)
-            where = str(request.url) if request is not None else "the model server"
-            return (
-                (
-                    f"cannot reach the model at {where} ({type(exc).__name__}); check that "
-                    "the server is running and OPENAI_BASE_URL is right, or use --model local"
-                ),
-                EXIT_FAILED,
-            )
-        if isinstance(exc, openai.APIStatusError):
-            return (
-                (
-                    f"the model server answered {exc.status_code} "
-                    f"({type(exc).__name__}): {exc.message}"
-                ),
-                EXIT_FAILED,
-            )
+    failure = upstream_failure(exc)
+    if failure is not None:
+        return _upstream_line(failure), EXIT_FAILED
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__, EXIT_FAILED
+
+
+_OFFLINE = ", or use --model local to run offline"
+
+
+def _user_fix(exc: UserError) -> str:
+    if isinstance(exc, MissingVariableError):
+        it = "them" if len(exc.missing) > 1 else "it"
+        return f"{exc}; pass {it}, e.g. -i {exc.missing[0]}=..."
+    if isinstance(exc, UnknownChainError):
+        return f"{exc}; `chainkit chains` lists them"
+    if isinstance(exc, MissingAPIKeyError):
+        return f"{exc}; set {exc.env_var} in the environment{_OFFLINE}"
+    if isinstance(exc, UnknownProviderError):
+        return f"{exc}; use --model local or --model PROVIDER:MODEL (e.g. openai:gpt-4o-mini)"
+    if isinstance(exc, MissingPackageError):
+        return f"{exc}; pip install {exc.package}"
+    return str(exc)
+
+
+def _upstream_line(failure: UpstreamFailure) -> str:
+    where = failure.url or "the model server"
+    kind = failure.upstream_type
+    if failure.kind == "timeout":
+        return f"the model at {where} did not answer in time ({kind}); try again later"
+    if failure.kind == "unreachable":
+        return (
+            f"cannot reach the model at {where} ({kind}); check that the server is running "
+            f"and OPENAI_BASE_URL is right{_OFFLINE}"
+        )
+    if failure.kind == "bad_output":
+        return f"the model's answer could not be parsed ({kind}): {failure.detail}"
+    if failure.kind == "status":
+        line = f"the model server answered {failure.status} ({kind}): {failure.detail}"
+        if failure.status in (401, 403):
+            line += "; check OPENAI_API_KEY"
+        elif failure.retry_after is not None:
+            line += f"; it asks to retry after {failure.retry_after:g} s"
+        return line
+    return f"the model call failed ({kind}): {failure.detail}"
 
 
 def run(argv: list[str]) -> int:

@@ -393,8 +393,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def failure_error(failure: dict[str, Any]) -> BaseException:
-    """The driver's exception for a worker's ``failure``: the same chainkit class when it was
-    one (made without its constructor: the message is already made), else a run error."""
+    """The driver's exception for a worker's ``failure``: the worker's own chainkit exception
+    (they pickle with their fields), else a run error."""
     env_var = failure.get("env_var")
     if env_var:
         return ConfigError(
@@ -402,15 +402,10 @@ def failure_error(failure: dict[str, Any]) -> BaseException:
             f"{env_var} in their environment (the cluster's, or "
             "ray.init(runtime_env={'env_vars': ...}))"
         )
+    error = failure.get("error")
+    if isinstance(error, ChainkitError):  # it pickled with its fields
+        return error
     message = str(failure.get("message", "")).strip()
-    if failure.get("chainkit"):
-        from chainkit import errors
-
-        cls = getattr(errors, str(failure.get("type")), None)
-        if isinstance(cls, type) and issubclass(cls, ChainkitError):
-            error = cls.__new__(cls)
-            ChainkitError.__init__(error, message)
-            return error
     first = message.splitlines()[0] if message else ""
     return ChainkitRunError(f"a Ray worker failed: {failure.get('type')}: {first}")
 

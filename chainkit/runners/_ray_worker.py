@@ -345,4 +345,6 @@ def failure_of(exc: BaseException) -> dict[str, Any]:
         "chainkit": isinstance(exc, ChainkitError),
         "message": str(exc),
         "env_var": exc.env_var if isinstance(exc, MissingAPIKeyError) else None,
+        # chainkit's exceptions pickle with their fields (.missing, .suggestions, ...)
+        "error": exc if isinstance(exc, ChainkitError) else None,
     }

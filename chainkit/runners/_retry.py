@@ -25,16 +25,16 @@ and ``retry``), the library the second seed used for the same job.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import math
 import random
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tenacity import RetryCallState
+
+from chainkit._upstream import error_headers as _headers
+from chainkit._upstream import error_status, parse_retry_after
 
 __all__ = [
     "AttemptTimeoutError",
@@ -68,58 +68,6 @@ class ErrorKind:
     @property
     def rate_limited(self) -> bool:
         return self.status == 429
-
-
-def error_status(exc: BaseException) -> int | None:
-    """The HTTP status carried by ``exc`` (openai, httpx, LangChain or duck-typed), if any."""
-    for attr in ("status_code", "status", "http_status"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, int) and 100 <= value <= 599:
-            return value
-    response = getattr(exc, "response", None)
-    value = getattr(response, "status_code", None)
-    if isinstance(value, int) and 100 <= value <= 599:
-        return value
-    return None
-
-
-def _headers(exc: BaseException) -> Mapping[str, str] | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        headers = getattr(exc, "headers", None)
-    return headers if isinstance(headers, Mapping) else None
-
-
-def parse_retry_after(
-    headers: Mapping[str, str] | None, *, now: float | None = None
-) -> float | None:
-    """Seconds to wait according to ``retry-after-ms`` or ``Retry-After`` (seconds or a date)."""
-    if not headers:
-        return None
-    lower = {k.lower(): v for k, v in headers.items()}
-    raw_ms = lower.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            value = float(raw_ms) / 1000.0
-        except ValueError:
-            value = -1.0
-        if value >= 0 and not math.isnan(value):
-            return value
-    raw = lower.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            parsed = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None  # neither seconds nor an HTTP date: ignore it, back off as usual
-        current = time.time() if now is None else now
-        return max(0.0, parsed.timestamp() - current)
-    return value if value >= 0 and not math.isnan(value) else None
 
 
 def _is_transient_type(exc: BaseException) -> bool | None:

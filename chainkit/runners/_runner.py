@@ -544,16 +544,9 @@ class _Batch:
         if required and isinstance(item.value, dict):
             missing = required.difference(item.value)
             if missing:
-                error = MissingVariableError(self.report.chain, missing, given=item.value.keys())
-                names = ", ".join(repr(m) for m in sorted(missing))
-                where = f"line {item.line}: " if item.line is not None else ""
-                given = ", ".join(sorted(map(str, item.value))) or "none"
-                message = (
-                    f"{where}chain {self.report.chain!r} needs input variable(s) {names} "
-                    f"(got: {given}); add it to the input"
+                return MissingVariableError(
+                    self.report.chain, missing, given=item.value.keys(), line=item.line
                 )
-                error.args = (message,)
-                return error
         return None
 
     async def _process(self, item: InputItem, first: _FirstAttempt | None = None) -> ResultRecord:

@@ -9,11 +9,12 @@ request body not valid                422     invalid_request
 other UserError (InputError, ...)     422     invalid_input
 ConfigError (a chain's model)         503     model_not_configured
 SpecError (a spec file on the server) 503     bad_chain_spec
-openai.APIStatusError (model answer)  502     upstream_error
-openai.APITimeoutError, TimeoutError  504     upstream_timeout
-openai.APIConnectionError             502     upstream_unavailable
-LangChain ModelError (any provider)   502/504 (as above)
-OutputParserException                 502     upstream_bad_output
+a model call's failure, through the one mapping in :mod:`chainkit._upstream`:
+  timeout (openai, LangChain)         504     upstream_timeout
+  unreachable                         502     upstream_unavailable
+  status (an error answer)            502     upstream_error
+  bad_output (OutputParserException)  502     upstream_bad_output
+TimeoutError (the request timeout)    504     upstream_timeout
 ChainkitRunError                      502     upstream_error
 anything else                         500     internal_error
 ====================================  ======  ========================
@@ -28,12 +29,13 @@ import logging
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
-from langchain_core.exceptions import OutputParserException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chainkit._upstream import UpstreamFailure, upstream_failure
 from chainkit.errors import (
     ChainkitRunError,
     ConfigError,
+    MissingAPIKeyError,
     MissingVariableError,
     SpecError,
     UnknownChainError,
@@ -42,7 +44,7 @@ from chainkit.errors import (
 )
 from chainkit.server._schemas import ErrorBody, ErrorResponse
 
-__all__ = ["ApiError", "error_body", "error_json", "one_line", "upstream_type"]
+__all__ = ["ApiError", "error_body", "error_json", "one_line"]
 
 log = logging.getLogger(__name__)
 
@@ -85,82 +87,48 @@ def one_line(text: str) -> str:
     return line if len(line) <= _MAX_MESSAGE else f"{line[: _MAX_MESSAGE - 1]}…"
 
 
-def upstream_type(exc: BaseException) -> str:
-    """The model client's own error class: ``InternalServerError`` for langchain-openai's
-    ``OpenAIAPIError`` (LangChain wraps the SDK's errors in subclasses of them)."""
-    for cls in type(exc).__mro__:
-        module = cls.__module__ or ""
-        if not module.startswith(("langchain", "builtins", "chainkit")):
-            return cls.__name__
-    return type(exc).__name__
-
-
-def _model_body(exc: BaseException) -> ErrorBody | None:
-    """A model call's failure: the openai SDK's errors, or LangChain's ``ModelError``s."""
-    try:
-        import openai
-    except ImportError:  # pragma: no cover - openai is a dependency
-        openai = None  # type: ignore[assignment]
-    if openai is not None and isinstance(exc, openai.APIError):
-        return _openai_body(exc, openai)
-    from langchain_core.exceptions import ModelConnectionError, ModelError, ModelTimeoutError
-
-    if not isinstance(exc, ModelError):
-        return None
-    kind, upstream = type(exc).__name__, upstream_type(exc)
-    if isinstance(exc, ModelTimeoutError):
-        code, status, text = "upstream_timeout", 504, "the model did not answer in time"
-    elif isinstance(exc, ModelConnectionError):
-        code, status, text = "upstream_unavailable", 502, "cannot reach the model server"
-    else:
-        code, status, text = "upstream_error", 502, f"the model call failed: {_first_line(exc)}"
-    upstream_status = getattr(exc, "status_code", None)
-    return ErrorBody(
-        code=code,
-        status=status,
-        type=kind,
-        upstream_type=upstream,
-        upstream_status=upstream_status if isinstance(upstream_status, int) else None,
-        message=one_line(text),
-    )
-
-
-def _openai_body(exc: Any, openai: Any) -> ErrorBody:
-    kind = type(exc).__name__
-    upstream = upstream_type(exc)
-    if isinstance(exc, openai.APITimeoutError):
+def _upstream_body(failure: UpstreamFailure) -> ErrorBody:
+    """A model call's failure (see :mod:`chainkit._upstream`), phrased for an API client."""
+    common: dict[str, Any] = {"type": failure.type, "upstream_type": failure.upstream_type}
+    if failure.kind == "timeout":
         return ErrorBody(
             code="upstream_timeout",
             status=504,
-            type=kind,
-            upstream_type=upstream,
             message="the model did not answer in time; try again later",
+            **common,
         )
-    if isinstance(exc, openai.APIConnectionError):
+    if failure.kind == "unreachable":
         return ErrorBody(
             code="upstream_unavailable",
             status=502,
-            type=kind,
-            upstream_type=upstream,
             message="cannot reach the model server; check that it runs and the service's "
             "model settings (OPENAI_BASE_URL)",
+            **common,
         )
-    if isinstance(exc, openai.APIStatusError):
+    if failure.kind == "bad_output":
         return ErrorBody(
-            code="upstream_error",
+            code="upstream_bad_output",
             status=502,
-            type=kind,
-            upstream_type=upstream,
-            upstream_status=exc.status_code,
-            message=one_line(f"the model server answered {exc.status_code}: {exc.message}"),
+            message=one_line(f"the model's answer could not be parsed: {failure.detail}"),
+            **common,
         )
+    if failure.kind == "status":
+        text = f"the model server answered {failure.status}: {failure.detail}"
+    else:
+        text = f"the model call failed: {failure.detail}"
     return ErrorBody(
         code="upstream_error",
         status=502,
-        type=kind,
-        upstream_type=upstream,
-        message=one_line(f"the model call failed: {exc.message}"),
+        upstream_status=failure.status,
+        message=one_line(text),
+        **common,
     )
+
+
+def _config_message(exc: ConfigError) -> str:
+    if isinstance(exc, MissingAPIKeyError):
+        return f"{exc}; set it in the service's environment"
+    return str(exc)
 
 
 def error_body(exc: BaseException, request_id: str | None = None) -> ErrorBody:
@@ -176,7 +144,7 @@ def error_body(exc: BaseException, request_id: str | None = None) -> ErrorBody:
             code="unknown_chain",
             status=404,
             type=kind,
-            message=one_line(str(exc)).replace("`chainkit chains` lists", "GET /chains lists"),
+            message=one_line(f"{exc}; GET /chains lists them"),
             suggestions=list(exc.suggestions),
         )
     elif isinstance(exc, MissingVariableError):
@@ -194,7 +162,10 @@ def error_body(exc: BaseException, request_id: str | None = None) -> ErrorBody:
         )
     elif isinstance(exc, ConfigError):
         body = ErrorBody(
-            code="model_not_configured", status=503, type=kind, message=one_line(str(exc))
+            code="model_not_configured",
+            status=503,
+            type=kind,
+            message=one_line(_config_message(exc)),
         )
     elif isinstance(exc, SpecError):
         body = ErrorBody(code="bad_chain_spec", status=503, type=kind, message=one_line(str(exc)))
@@ -219,14 +190,6 @@ def error_body(exc: BaseException, request_id: str | None = None) -> ErrorBody:
             type="HTTPException",
             message=one_line(str(exc.detail)),
         )
-    elif isinstance(exc, OutputParserException):
-        body = ErrorBody(
-            code="upstream_bad_output",
-            status=502,
-            type=kind,
-            upstream_type=kind,
-            message=one_line(f"the model's answer could not be parsed: {_first_line(exc)}"),
-        )
     elif isinstance(exc, TimeoutError):
         body = ErrorBody(
             code="upstream_timeout",
@@ -234,9 +197,11 @@ def error_body(exc: BaseException, request_id: str | None = None) -> ErrorBody:
             type=kind,
             message="the chain did not finish in time (the service's request timeout)",
         )
+    elif (failure := upstream_failure(exc)) is not None:
+        body = _upstream_body(failure)
     else:
-        body = _model_body(exc)
-        if body is None and isinstance(exc, ChainkitRunError):
+        body = None
+        if isinstance(exc, ChainkitRunError):
             body = ErrorBody(
                 code="upstream_error", status=502, type=kind, message=one_line(str(exc))
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -148,8 +149,11 @@ def test_worker_failures_come_back_typed_and_in_one_line() -> None:
     assert "Ray workers have no OPENAI_API_KEY" in str(error)
     from chainkit.errors import UnknownChainError
 
-    unknown = failure_error(failure_of(UnknownChainError("fatc", ["fact", "song"])))
+    # the failure crosses from the worker pickled, as Ray sends it; the error keeps its fields
+    sent = pickle.dumps(failure_of(UnknownChainError("fatc", ["fact", "song"])))
+    unknown = failure_error(pickle.loads(sent))  # noqa: S301 - bytes made just above
     assert isinstance(unknown, UnknownChainError)
+    assert unknown.suggestions == ["fact"]
     assert "did you mean fact" in str(unknown)
     other = failure_error(failure_of(KeyError("boom\nsecond line")))
     assert "a Ray worker failed: KeyError" in str(other)
