@@ -75,7 +75,7 @@ def test_unknown_provider_suggests_close_names() -> None:
 
 
 def test_missing_integration_package_is_named() -> None:
-    with pytest.raises(MissingPackageError, match="needs the package .langchain-anthropic."):
+    with pytest.raises(MissingPackageError, match="needs the package 'langchain-anthropic'"):
         load_model("anthropic:claude-3-5-haiku")
 
 
