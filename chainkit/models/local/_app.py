@@ -23,6 +23,7 @@ import orjson
 
 from chainkit.errors import ConfigError
 from chainkit.models.local._batch_api import BatchApi
+from chainkit.models.local._embeddings import create_embeddings
 from chainkit.models.local._requests import (
     Answer,
     BadRequest,
@@ -37,6 +38,7 @@ from chainkit.models.local._responses import (
     completion_body,
     completion_events,
 )
+from chainkit.models.local._responses_api import ResponsesAPI
 from chainkit.models.local._settings import FAULTS_HEADER, LocalModelSettings, parse_overrides
 from chainkit.models.local._stats import Stats
 from chainkit.models.local._text import (
@@ -138,7 +140,10 @@ class LocalModelApp:
             "/health": ("GET", self._health),
             "/stats": ("GET", self._stats),
             "/stats/reset": ("POST", self._stats_reset),
+            "/v1/responses": ("POST", self._responses),
+            "/v1/embeddings": ("POST", self._embeddings),
         }
+        self.responses = ResponsesAPI()
         self._fast_routes: dict[str, tuple[str, Callable[[dict[str, Any], int], Answer]]] = {
             CHAT_PATH: (CHAT_PATH, parse_chat),
             "/chat/completions": (CHAT_PATH, parse_chat),
@@ -175,6 +180,16 @@ class LocalModelApp:
         route = self._routes.get(path)
         method = scope["method"]
         if route is None:
+            if path.startswith("/v1/responses/") and method in ("GET", "DELETE"):
+                rid = path.rsplit("/", 1)[1]
+                try:
+                    api = self.responses
+                    data = api.retrieve(rid) if method == "GET" else api.delete(rid)
+                except BadRequest as exc:
+                    await _send_error(send, exc)
+                    return
+                await _send_json(send, 200, data)
+                return
             if self.batch_api.handles(path):
                 await self._files_and_batches(scope, receive, send, path)
                 return
@@ -243,6 +258,29 @@ class LocalModelApp:
         head = [(b"content-type", kind.encode()), (b"content-length", str(len(reply)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": head})
         await send({"type": "http.response.body", "body": reply, "more_body": False})
+
+    async def _responses(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await _read_body(receive, self.settings.max_body_bytes, None)
+            result = self.responses.create(json_body(body), self.settings.seed)
+        except BadRequest as exc:
+            await _send_error(send, exc)
+            return
+        if not result.stream:
+            await _send_json(send, 200, result.body())
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        data = b"".join(result.events().events)
+        await send({"type": "http.response.body", "body": data, "more_body": False})
+
+    async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await _read_body(receive, self.settings.max_body_bytes, None)
+            data, _ = create_embeddings(json_body(body))
+        except BadRequest as exc:
+            await _send_error(send, exc)
+            return
+        await _send_json(send, 200, data)
 
     # -- model endpoints
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,0 +1,385 @@
+"""The local model's Responses API: ``POST /v1/responses`` and stored responses.
+
+:class:`ResponsesAPI` turns a parsed request body into a response object (the JSON
+OpenAI returns) or its SSE events (``response.created`` ... ``response.completed``,
+each with its ``sequence_number``), writing the answer with the same generator as
+Chat Completions (:func:`parse_chat`). Responses are kept in memory, bounded, so
+``previous_response_id`` continues a conversation and ``GET``/``DELETE
+/v1/responses/{id}`` work. Plain functions of the body: the HTTP app only routes.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from chainkit.models.local._requests import Answer, BadRequest, Choice, parse_chat
+from chainkit.models.local._responses import Events
+from chainkit.models.local._responses_input import ResponsesRequest, read_responses_request
+from chainkit.models.local._text import analyse, count_tokens, tokenize
+
+__all__ = ["ResponseResult", "ResponseStore", "ResponsesAPI"]
+
+_ASKED = {
+    "summary": "a summary",
+    "haiku": "a haiku",
+    "verse": "a verse",
+    "story": "a story",
+    "outline": "an outline",
+    "joke": "a joke",
+    "fact": "a fact",
+    "list": "a list",
+    "explain": "an explanation",
+    "math": "a calculation",
+    "greeting": "a greeting",
+}
+_EFFORT_FACTOR = {"minimal": 1, "low": 2, "medium": 4, "high": 8, "xhigh": 12}
+
+
+class ResponseStore:
+    """Stored responses and their conversations, oldest dropped first beyond the bounds."""
+
+    def __init__(self, max_items: int = 512, max_chars: int = 32_000_000) -> None:
+        self.max_items = max_items
+        self.max_chars = max_chars
+        self._items: OrderedDict[str, tuple[dict[str, Any], list[dict[str, Any]], int]] = (
+            OrderedDict()
+        )
+        self._chars = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, response: dict[str, Any], conversation: list[dict[str, Any]], chars: int) -> None:
+        rid = response["id"]
+        self._items[rid] = (response, conversation, chars)
+        self._chars += chars
+        while self._items and (len(self._items) > self.max_items or self._chars > self.max_chars):
+            _, (_, _, size) = self._items.popitem(last=False)
+            self._chars -= size
+
+    def response(self, rid: str) -> dict[str, Any] | None:
+        item = self._items.get(rid)
+        return item[0] if item else None
+
+    def conversation(self, rid: str) -> list[dict[str, Any]] | None:
+        item = self._items.get(rid)
+        return item[1] if item else None
+
+    def delete(self, rid: str) -> bool:
+        item = self._items.pop(rid, None)
+        if item is None:
+            return False
+        self._chars -= item[2]
+        return True
+
+
+@dataclass(slots=True)
+class _Output:
+    """One output item and the pieces its stream sends as deltas."""
+
+    item: dict[str, Any]
+    pieces: list[str]
+
+
+@dataclass(slots=True)
+class ResponseResult:
+    """A created response: the answer behind it (for the app's stats) and the object."""
+
+    answer: Answer
+    response: dict[str, Any]
+    outputs: list[_Output]
+    stream: bool
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.response)
+
+    def events(self) -> Events:
+        """The SSE stream: events[:first] open it, each event up to tail is one paced step."""
+        return _events(self.response, self.outputs)
+
+
+class ResponsesAPI:
+    """``POST /v1/responses`` and ``GET``/``DELETE /v1/responses/{id}`` as functions."""
+
+    def __init__(self, store: ResponseStore | None = None) -> None:
+        self.store = store or ResponseStore()
+        self._prefix = os.urandom(6).hex()
+        self._ids = itertools.count(1)
+
+    def create(self, body: dict[str, Any], default_seed: int) -> ResponseResult:
+        """Answer a request body (raises :class:`BadRequest` for a 4xx)."""
+        previous_id = body.get("previous_response_id")
+        previous = None
+        if isinstance(previous_id, str):
+            previous = self.store.conversation(previous_id)
+            if previous is None:
+                raise BadRequest(
+                    f"Previous response with id '{previous_id}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+        request = read_responses_request(body, previous)
+        answer = parse_chat(request.chat, default_seed)
+        suffix = f"{self._prefix}{next(self._ids):010x}"
+        outputs = _outputs(request, answer.choices[0], suffix)
+        reasoning_tokens = _reasoning_tokens(request, outputs, answer)
+        response = _response(request, answer, outputs, suffix, reasoning_tokens)
+        if request.store:
+            conversation = [*request.history, *_as_messages(outputs)]
+            chars = len(answer.prompt_text) + sum(len(o.item.get("arguments", "")) for o in outputs)
+            chars += sum(len(p) for o in outputs for p in o.pieces)
+            self.store.put(response, conversation, chars)
+        return ResponseResult(answer, response, outputs, request.stream)
+
+    def retrieve(self, rid: str) -> bytes:
+        response = self.store.response(rid)
+        if response is None:
+            raise _not_found(rid)
+        return orjson.dumps(response)
+
+    def delete(self, rid: str) -> bytes:
+        if not self.store.delete(rid):
+            raise _not_found(rid)
+        return orjson.dumps({"id": rid, "object": "response", "deleted": True})
+
+
+def _not_found(rid: str) -> BadRequest:
+    return BadRequest(f"Response with id '{rid}' not found.", param="response_id", status=404)
+
+
+# ------------------------------------------------------------------ the response object
+
+
+def _outputs(request: ResponsesRequest, choice: Choice, suffix: str) -> list[_Output]:
+    outputs: list[_Output] = []
+    status = "incomplete" if choice.finish_reason == "length" else "completed"
+    if request.reasoning is not None:
+        summary = _summary(request, choice) if request.reasoning["summary"] else ""
+        item: dict[str, Any] = {
+            "id": f"rs_{suffix}",
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": summary}] if summary else [],
+        }
+        if request.include_encrypted_reasoning:
+            plain = summary or _summary(request, choice)
+            item["encrypted_content"] = base64.b64encode(plain.encode()).decode()
+        outputs.append(_Output(item, tokenize(summary)))
+    if choice.tool_calls is not None:
+        for k, (call_id, name, fragments) in enumerate(choice.tool_calls):
+            item = {
+                "id": f"fc_{suffix}{k:02d}",
+                "type": "function_call",
+                "status": status,
+                "call_id": call_id,
+                "name": name,
+                "arguments": "".join(fragments),
+            }
+            outputs.append(_Output(item, fragments))
+        return outputs
+    text = choice.text
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    item = {
+        "id": f"msg_{suffix}",
+        "type": "message",
+        "role": "assistant",
+        "status": status,
+        "content": [part],
+    }
+    outputs.append(_Output(item, choice.pieces))
+    return outputs
+
+
+def _summary(request: ResponsesRequest, choice: Choice) -> str:
+    """A short reasoning summary that says what the answer will do."""
+    messages = request.chat["messages"]
+    user = next((m for m in reversed(messages) if m["role"] == "user"), messages[-1])
+    text = user["content"] if isinstance(user["content"], str) else ""
+    if not text and isinstance(user["content"], list):
+        text = " ".join(p.get("text", "") for p in user["content"] if isinstance(p, dict))
+    analysis = analyse(text)
+    if messages[-1]["role"] == "tool":
+        return (
+            "**Reading the tool result**\n\nThe tool answered; I will give its result "
+            f"back as the answer about {analysis.topic}."
+        )
+    if choice.tool_calls:
+        name = choice.tool_calls[0][1]
+        return (
+            f"**Choosing a tool**\n\nThe request about {analysis.topic} needs the `{name}` "
+            "tool; I will call it with arguments taken from the request."
+        )
+    if "response_format" in request.chat:
+        return (
+            "**Filling the schema**\n\nI will answer with a JSON object that follows the "
+            f"requested format, with values taken from the request about {analysis.topic}."
+        )
+    asked = _ASKED.get(analysis.kind, "an answer")
+    return (
+        f"**Planning {asked}**\n\nThe user asks for {asked} about {analysis.topic}; "
+        "I will keep it to the point and in the form asked for."
+    )
+
+
+def _reasoning_tokens(request: ResponsesRequest, outputs: list[_Output], answer: Answer) -> int:
+    if request.reasoning is None:
+        return 0
+    item = outputs[0].item
+    text = item["summary"][0]["text"] if item["summary"] else "x" * 40
+    tokens = count_tokens(text) * _EFFORT_FACTOR[request.reasoning["effort"]]
+    if request.max_output_tokens is not None:
+        tokens = min(tokens, max(0, request.max_output_tokens - answer.completion_tokens))
+    return tokens
+
+
+def _response(
+    request: ResponsesRequest,
+    answer: Answer,
+    outputs: list[_Output],
+    suffix: str,
+    reasoning_tokens: int,
+) -> dict[str, Any]:
+    incomplete = any(o.item.get("status") == "incomplete" for o in outputs)
+    now = time.time()
+    output_tokens = answer.completion_tokens + reasoning_tokens
+    return {
+        "id": f"resp_{suffix}",
+        "object": "response",
+        "created_at": int(now),
+        "status": "incomplete" if incomplete else "completed",
+        "background": False,
+        "completed_at": None if incomplete else int(now),
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "instructions": request.instructions,
+        "max_output_tokens": request.max_output_tokens,
+        "max_tool_calls": None,
+        "model": request.model,
+        "output": [o.item for o in outputs],
+        "parallel_tool_calls": request.parallel_tool_calls,
+        "previous_response_id": request.previous_response_id,
+        "prompt_cache_key": request.echo.get("prompt_cache_key"),
+        "reasoning": request.reasoning or {"effort": None, "summary": None},
+        "safety_identifier": None,
+        "service_tier": request.service_tier,
+        "store": request.store,
+        "temperature": 1.0 if request.temperature is None else request.temperature,
+        "text": request.text,
+        "tool_choice": request.tool_choice,
+        "tools": request.tools,
+        "top_logprobs": 0,
+        "top_p": 1.0 if request.top_p is None else request.top_p,
+        "truncation": request.echo.get("truncation") or "disabled",
+        "usage": {
+            "input_tokens": answer.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+            "total_tokens": answer.prompt_tokens + output_tokens,
+        },
+        "user": request.echo.get("user"),
+        "metadata": request.echo.get("metadata") or {},
+    }
+
+
+def _as_messages(outputs: list[_Output]) -> list[dict[str, Any]]:
+    """The output items as chat messages, for the stored conversation."""
+    calls = [
+        {
+            "id": o.item["call_id"],
+            "type": "function",
+            "function": {"name": o.item["name"], "arguments": o.item["arguments"]},
+        }
+        for o in outputs
+        if o.item["type"] == "function_call"
+    ]
+    if calls:
+        return [{"role": "assistant", "content": None, "tool_calls": calls}]
+    text = "".join(o.item["content"][0]["text"] for o in outputs if o.item["type"] == "message")
+    return [{"role": "assistant", "content": text}]
+
+
+# ------------------------------------------------------------------ the event stream
+
+
+def _events(response: dict[str, Any], outputs: list[_Output]) -> Events:
+    seq = itertools.count()
+    dumps = orjson.dumps
+
+    def event(kind: str, **fields: Any) -> bytes:
+        data = {"type": kind, "sequence_number": next(seq), **fields}
+        return b"event: " + kind.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+    opening = {
+        **response,
+        "status": "in_progress",
+        "completed_at": None,
+        "incomplete_details": None,
+        "output": [],
+        "usage": None,
+    }
+    events = [
+        event("response.created", response=opening),
+        event("response.in_progress", response=opening),
+    ]
+    first = len(events)
+    for index, output in enumerate(outputs):
+        item, pieces = output.item, output.pieces
+        ids = {"item_id": item["id"], "output_index": index}
+        kind = item["type"]
+        if kind == "reasoning":
+            added = {k: v for k, v in item.items() if k != "encrypted_content"}
+            added["summary"] = []
+            events.append(event("response.output_item.added", output_index=index, item=added))
+            for s, summary in enumerate(item["summary"]):
+                part = {"type": "summary_text", "text": ""}
+                events.append(
+                    event(
+                        "response.reasoning_summary_part.added", **ids, summary_index=s, part=part
+                    )
+                )
+                events += [
+                    event("response.reasoning_summary_text.delta", **ids, summary_index=s, delta=p)
+                    for p in pieces
+                ]
+                text = summary["text"]
+                events.append(
+                    event("response.reasoning_summary_text.done", **ids, summary_index=s, text=text)
+                )
+                part = {"type": "summary_text", "text": text}
+                events.append(
+                    event("response.reasoning_summary_part.done", **ids, summary_index=s, part=part)
+                )
+        elif kind == "function_call":
+            added = {**item, "arguments": "", "status": "in_progress"}
+            events.append(event("response.output_item.added", output_index=index, item=added))
+            events += [
+                event("response.function_call_arguments.delta", **ids, delta=p) for p in pieces
+            ]
+            events.append(
+                event("response.function_call_arguments.done", **ids, arguments=item["arguments"])
+            )
+        else:
+            added = {**item, "status": "in_progress", "content": []}
+            events.append(event("response.output_item.added", output_index=index, item=added))
+            part = item["content"][0]
+            empty = {**part, "text": ""}
+            at = {**ids, "content_index": 0}
+            events.append(event("response.content_part.added", **at, part=empty))
+            events += [
+                event("response.output_text.delta", **at, delta=p, logprobs=[]) for p in pieces
+            ]
+            events.append(event("response.output_text.done", **at, text=part["text"], logprobs=[]))
+            events.append(event("response.content_part.done", **at, part=part))
+        events.append(event("response.output_item.done", output_index=index, item=item))
+    tail = len(events)
+    done = "response.completed" if response["status"] == "completed" else "response.incomplete"
+    events.append(event(done, response=response))
+    return Events(events, first, tail)

@@ -1,0 +1,433 @@
+"""Reading a Responses API request (``POST /v1/responses``) into a Chat Completions body.
+
+The local model writes its answers in one place (:func:`parse_chat`); a Responses
+request is validated here with OpenAI's error messages and translated into the chat
+request that means the same thing: ``instructions`` become a system message, input
+items become messages (``function_call`` an assistant tool call,
+``function_call_output`` a tool message), function tools and ``tool_choice`` take
+the chat shapes, ``text.format`` becomes ``response_format``. What the response
+object echoes back (tools, tool choice, text format, reasoning) is kept as given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from chainkit.models.local._requests import (
+    BadRequest,
+    _invalid_type,
+    _missing,
+    _model,
+    _opt_bool,
+    _opt_int,
+    _opt_number,
+)
+
+__all__ = ["ResponsesRequest", "read_responses_request"]
+
+# fmt: off
+_FIELDS = frozenset((
+    "access_programs", "background", "background_options", "context_management",
+    "conversation", "image", "include", "input", "instructions", "max_output_tokens",
+    "max_tool_calls", "metadata", "model", "moderation", "parallel_tool_calls",
+    "previous_response_id", "prompt", "prompt_cache_key", "prompt_cache_options",
+    "prompt_cache_retention", "reasoning", "safety_identifier", "service_tier", "store",
+    "stream", "stream_options", "temperature", "text", "tool_choice", "tools", "top_logprobs",
+    "top_p", "truncation", "user",
+))
+# fmt: on
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+_SUMMARIES = ("auto", "concise", "detailed")
+_SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
+_REASONING_MODELS = ("o1", "o3", "o4", "gpt-5")
+_MESSAGE_ROLES = ("user", "assistant", "system", "developer")
+_TEXT_PARTS = ("input_text", "output_text", "text", "summary_text")
+_SKIPPED_ITEMS = ("reasoning", "item_reference", "compaction")
+MIN_OUTPUT_TOKENS = 16  # as OpenAI: a smaller max_output_tokens is a 400
+
+
+@dataclass(slots=True)
+class ResponsesRequest:
+    """A validated Responses request: the chat body to answer and what to echo."""
+
+    model: str
+    chat: dict[str, Any]  # the equivalent Chat Completions body (for parse_chat)
+    history: list[dict[str, Any]]  # the previous response's conversation and this input
+    stream: bool
+    store: bool
+    instructions: str | None
+    previous_response_id: str | None
+    tools: list[dict[str, Any]]
+    tool_choice: Any
+    text: dict[str, Any]
+    reasoning: dict[str, Any] | None  # {"effort": ..., "summary": ...} when the model reasons
+    include_encrypted_reasoning: bool
+    max_output_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    parallel_tool_calls: bool
+    service_tier: str
+    echo: dict[str, Any] = field(default_factory=dict)  # metadata, user, truncation, ...
+
+
+def read_responses_request(
+    body: dict[str, Any], previous: list[dict[str, Any]] | None
+) -> ResponsesRequest:
+    """Validate ``body``; ``previous`` is the stored conversation of ``previous_response_id``.
+
+    Raises :class:`BadRequest` (OpenAI's error JSON) on anything malformed.
+    """
+    for key in body:
+        if key not in _FIELDS:
+            raise BadRequest(f"Unknown parameter: '{key}'.", param=key, code="unknown_parameter")
+    model = _model(body)
+    stream = _opt_bool(body, "stream")
+    store = body.get("store") is not False
+    _opt_bool(body, "store")
+    instructions = body.get("instructions")
+    if instructions is not None and not isinstance(instructions, str):
+        raise _invalid_type("instructions", "a string", instructions)
+    max_output = _opt_int(body, "max_output_tokens", MIN_OUTPUT_TOKENS)
+    temperature = _opt_number(body, "temperature", 0, 2)
+    top_p = _opt_number(body, "top_p", 0, 1)
+    _opt_int(body, "top_logprobs", 0, 20)
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise _invalid_type("parallel_tool_calls", "a boolean", parallel)
+    tier = body.get("service_tier") or "auto"
+    if tier not in _SERVICE_TIERS:
+        raise _invalid_value("service_tier", tier, _SERVICE_TIERS)
+    previous_id = body.get("previous_response_id")
+    if previous_id is not None and not isinstance(previous_id, str):
+        raise _invalid_type("previous_response_id", "a string", previous_id)
+
+    turn = _input_messages(body.get("input"), previous is not None)
+    history = [*(previous or []), *turn]
+    _check_call_outputs(history)
+    tools = _tools(body.get("tools"))
+    tool_choice, chat_choice, allowed = _tool_choice(body.get("tool_choice"), tools)
+    text, response_format = _text(body.get("text"))
+    reasoning = _reasoning(body.get("reasoning"), model)
+    include = body.get("include") or []
+    if not isinstance(include, list) or not all(isinstance(i, str) for i in include):
+        raise _invalid_type("include", "an array of strings", include)
+
+    messages = [{"role": "system", "content": instructions}] if instructions else []
+    chat: dict[str, Any] = {"model": model, "messages": [*messages, *history]}
+    if tools and chat_choice != "none":
+        chat["tools"] = [_chat_tool(t) for t in tools if allowed is None or t["name"] in allowed]
+        chat["tool_choice"] = chat_choice
+    if response_format is not None:
+        chat["response_format"] = response_format
+    limits = {"max_completion_tokens": max_output, "temperature": temperature, "top_p": top_p}
+    chat.update({key: value for key, value in limits.items() if value is not None})
+    echo = {k: body.get(k) for k in ("metadata", "user", "truncation", "prompt_cache_key")}
+    return ResponsesRequest(
+        model=model,
+        chat=chat,
+        history=history,
+        stream=stream,
+        store=store,
+        instructions=instructions,
+        previous_response_id=previous_id,
+        tools=tools,
+        tool_choice=tool_choice,
+        text=text,
+        reasoning=reasoning,
+        include_encrypted_reasoning="reasoning.encrypted_content" in include,
+        max_output_tokens=max_output,
+        temperature=temperature,
+        top_p=top_p,
+        parallel_tool_calls=parallel is not False,
+        service_tier="default" if tier == "auto" else tier,
+        echo=echo,
+    )
+
+
+def _invalid_value(param: str, value: Any, allowed: tuple[str, ...]) -> BadRequest:
+    names = ", ".join(f"'{a}'" for a in allowed)
+    return BadRequest(
+        f"Invalid value for '{param}': {value!r}. Supported values are: {names}.",
+        param=param,
+        code="invalid_value",
+    )
+
+
+# ------------------------------------------------------------------ input items
+
+
+def _input_messages(value: Any, has_previous: bool) -> list[dict[str, Any]]:
+    if value is None:
+        if has_previous:
+            return []
+        raise _missing("input")
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list):
+        raise _invalid_type("input", "a string or an array of input items", value)
+    messages: list[dict[str, Any]] = []
+    for i, item in enumerate(value):
+        param = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise _invalid_type(param, "an object", item)
+        kind = item.get("type", "message")
+        if kind == "message":
+            messages.append(_message(item, param))
+        elif kind == "function_call":
+            call = {
+                "id": _string(item, "call_id", param),
+                "type": "function",
+                "function": {
+                    "name": _string(item, "name", param),
+                    "arguments": _string(item, "arguments", param),
+                },
+            }
+            last = messages[-1] if messages else None
+            if last and last["role"] == "assistant" and last.get("tool_calls"):
+                last["tool_calls"].append(call)  # parallel calls share one assistant turn
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            if output is None:
+                raise _missing(f"{param}.output")
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": _string(item, "call_id", param),
+                    "content": output
+                    if isinstance(output, str)
+                    else _parts(output, f"{param}.output", "user"),
+                }
+            )
+        elif kind in _SKIPPED_ITEMS:
+            continue  # carries no text the local model reads
+        else:
+            raise BadRequest(
+                f"Invalid value: {kind!r}. The local model reads input items of type "
+                "'message', 'function_call', 'function_call_output', 'reasoning' and "
+                "'item_reference'.",
+                param=f"{param}.type",
+                code="invalid_value",
+            )
+    return messages
+
+
+def _string(item: dict[str, Any], key: str, param: str) -> str:
+    value = item.get(key)
+    if value is None:
+        raise _missing(f"{param}.{key}")
+    if not isinstance(value, str):
+        raise _invalid_type(f"{param}.{key}", "a string", value)
+    return value
+
+
+def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
+    role = item.get("role")
+    if role is None:
+        raise _missing(f"{param}.role")
+    if role not in _MESSAGE_ROLES:
+        raise _invalid_value(f"{param}.role", role, _MESSAGE_ROLES)
+    content = item.get("content")
+    if content is None:
+        raise _missing(f"{param}.content")
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    return {"role": role, "content": _parts(content, f"{param}.content", role)}
+
+
+def _parts(content: Any, param: str, role: str) -> list[dict[str, Any]]:
+    """Responses content parts as chat content parts (text, image_url, file)."""
+    if not isinstance(content, list):
+        raise _invalid_type(param, "a string or an array of content parts", content)
+    parts: list[dict[str, Any]] = []
+    for i, part in enumerate(content):
+        where = f"{param}[{i}]"
+        if not isinstance(part, dict):
+            raise _invalid_type(where, "an object", part)
+        kind = part.get("type")
+        if kind in _TEXT_PARTS:
+            parts.append({"type": "text", "text": _string(part, "text", where)})
+        elif kind == "refusal":
+            parts.append({"type": "text", "text": _string(part, "refusal", where)})
+        elif kind == "input_image" and role != "assistant":
+            url = part.get("image_url") or part.get("file_id")
+            if not isinstance(url, str):
+                raise _missing(f"{where}.image_url")
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        elif kind == "input_file" and role != "assistant":
+            file = {k: part[k] for k in ("file_data", "file_id", "filename") if k in part}
+            if "file_url" in part:
+                file["file_data"] = part["file_url"]
+            parts.append({"type": "file", "file": file})
+        elif kind == "input_audio" and role != "assistant":
+            parts.append({"type": "input_audio", "input_audio": part.get("input_audio", {})})
+        else:
+            allowed = (
+                ("output_text", "refusal")
+                if role == "assistant"
+                else ("input_text", "input_image", "input_file", "input_audio")
+            )
+            raise _invalid_value(f"{where}.type", kind, allowed)
+    return parts
+
+
+def _check_call_outputs(messages: list[dict[str, Any]]) -> None:
+    """Every function_call_output answers a function_call seen before it (else 400)."""
+    calls: set[str] = set()
+    for message in messages:
+        for call in message.get("tool_calls") or ():
+            calls.add(call["id"])
+        if message["role"] == "tool" and message["tool_call_id"] not in calls:
+            raise BadRequest(
+                f"No tool call found for function call output with call_id "
+                f"{message['tool_call_id']}.",
+                param="input",
+                code="invalid_value",
+            )
+
+
+# ------------------------------------------------------------------ tools and formats
+
+
+def _tools(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _invalid_type("tools", "an array", value)
+    tools = []
+    for i, tool in enumerate(value):
+        param = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            raise _invalid_type(param, "an object", tool)
+        if tool.get("type") != "function":
+            raise BadRequest(
+                f"The local model has no built-in tool {tool.get('type')!r}; only function "
+                "tools ({'type': 'function', 'name': ..., 'parameters': ...}) are supported.",
+                param=f"{param}.type",
+                code="invalid_value",
+            )
+        name = _string(tool, "name", param)
+        params = tool.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise _invalid_type(f"{param}.parameters", "an object", params)
+        description = tool.get("description")
+        if description is not None and not isinstance(description, str):
+            raise _invalid_type(f"{param}.description", "a string", description)
+        strict = tool.get("strict")
+        tools.append(
+            {
+                "type": "function",
+                "name": name,
+                "description": description,
+                "parameters": params or {"type": "object", "properties": {}},
+                "strict": True if strict is None else bool(strict),
+            }
+        )
+    return tools
+
+
+def _chat_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    function = {"name": tool["name"], "parameters": tool["parameters"]}
+    if tool["description"]:
+        function["description"] = tool["description"]
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> tuple[Any, Any, set[str] | None]:
+    """(the tool_choice to echo, the chat tool_choice, the allowed tool names or None)."""
+    if value is None or value == "auto":
+        return "auto", "auto", None
+    if value in ("none", "required"):
+        return value, value, None
+    if not isinstance(value, dict):
+        raise _invalid_value("tool_choice", value, ("none", "auto", "required"))
+    kind = value.get("type")
+    names = {t["name"] for t in tools}
+    if kind == "function":
+        name = value.get("name")
+        if name not in names:
+            raise BadRequest(
+                f"Tool choice 'function' with name {name!r} not found in 'tools' parameter.",
+                param="tool_choice",
+                code="invalid_value",
+            )
+        return value, {"type": "function", "function": {"name": name}}, None
+    if kind == "allowed_tools":
+        allowed = value.get("tools")
+        if not isinstance(allowed, list) or not allowed:
+            raise _missing("tool_choice.tools")
+        keep = {t.get("name") for t in allowed if isinstance(t, dict)}
+        unknown = keep - names
+        if unknown:
+            raise BadRequest(
+                f"Allowed tool {sorted(map(str, unknown))[0]!r} not found in 'tools' parameter.",
+                param="tool_choice.tools",
+                code="invalid_value",
+            )
+        mode = value.get("mode", "auto")
+        if mode not in ("auto", "required"):
+            raise _invalid_value("tool_choice.mode", mode, ("auto", "required"))
+        return value, mode, {str(k) for k in keep}
+    raise BadRequest(
+        f"Invalid value: {kind!r}. The local model supports tool_choice 'none', 'auto', "
+        "'required', {'type': 'function', 'name': ...} and {'type': 'allowed_tools', ...}.",
+        param="tool_choice.type",
+        code="invalid_value",
+    )
+
+
+def _text(value: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(the text config to echo, the chat response_format)."""
+    if value is None:
+        return {"format": {"type": "text"}, "verbosity": "medium"}, None
+    if not isinstance(value, dict):
+        raise _invalid_type("text", "an object", value)
+    verbosity = value.get("verbosity") or "medium"
+    if verbosity not in ("low", "medium", "high"):
+        raise _invalid_value("text.verbosity", verbosity, ("low", "medium", "high"))
+    fmt = value.get("format") or {"type": "text"}
+    if not isinstance(fmt, dict):
+        raise _invalid_type("text.format", "an object", fmt)
+    kind = fmt.get("type")
+    echo = {"format": fmt, "verbosity": verbosity}
+    if kind == "text":
+        return echo, None
+    if kind == "json_object":
+        return echo, {"type": "json_object"}
+    if kind == "json_schema":
+        name = _string(fmt, "name", "text.format")
+        schema = fmt.get("schema")
+        if schema is None:
+            raise _missing("text.format.schema")
+        if not isinstance(schema, dict):
+            raise _invalid_type("text.format.schema", "an object", schema)
+        strict = fmt.get("strict")
+        echo["format"] = {
+            "type": "json_schema",
+            "name": name,
+            "schema": schema,
+            "description": fmt.get("description"),
+            "strict": bool(strict) if strict is not None else False,
+        }
+        return echo, {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+    raise _invalid_value("text.format.type", kind, ("text", "json_object", "json_schema"))
+
+
+def _reasoning(value: Any, model: str) -> dict[str, Any] | None:
+    """The reasoning config when the model reasons: asked for, or a reasoning model's name."""
+    reasons_by_name = model.startswith(_REASONING_MODELS) and "chat" not in model
+    if value is None:
+        return {"effort": "medium", "summary": None} if reasons_by_name else None
+    if not isinstance(value, dict):
+        raise _invalid_type("reasoning", "an object", value)
+    effort = value.get("effort") or "medium"
+    if effort not in _EFFORTS:
+        raise _invalid_value("reasoning.effort", effort, _EFFORTS)
+    summary = value.get("summary", value.get("generate_summary"))
+    if summary is not None and summary not in _SUMMARIES:
+        raise _invalid_value("reasoning.summary", summary, _SUMMARIES)
+    if effort == "none":
+        return None
+    return {"effort": effort, "summary": summary}
