@@ -102,8 +102,8 @@ def test_bad_completion_requests_are_400(
 
 
 def test_unknown_endpoint_is_404_and_wrong_method_405(http: httpx.Client) -> None:
-    error = _error(http.post("/v1/embeddings", json={}), 404)
-    assert error["message"] == "Invalid URL (POST /v1/embeddings)"
+    error = _error(http.post("/v1/no-such-endpoint", json={}), 404)
+    assert error["message"] == "Invalid URL (POST /v1/no-such-endpoint)"
     response = http.get(CHAT)
     _error(response, 405)
     assert response.headers["allow"] == "POST"

@@ -13,6 +13,9 @@ Two adjustments, both outside the model under test:
   warnings as errors the notice alone would fail the test): a pydantic v1 schema
   falls back to function calling, and a PDF block without a filename gets a
   placeholder name.
+
+Audio inputs stay off: ``ChatOpenAI`` drops audio blocks from Responses API input
+(OpenAI's Responses API takes no audio), so the suite's audio test would send none.
 """
 
 from __future__ import annotations
@@ -32,8 +35,7 @@ from langchain_tests.integration_tests import (
 )
 from langchain_tests.integration_tests import chat_models as chat_suite
 
-from chainkit.models import load_model
-from chainkit.models._http import LoopSafeAsyncClient
+from chainkit.models import HttpPool, load_model
 from chainkit.models.local import LocalModelServer
 from chainkit.testing import local_model_server
 
@@ -43,6 +45,7 @@ pytestmark = [
 ]
 
 _SERVER: dict[str, str] = {}
+_POOL = HttpPool()  # async clients per event loop, closed with each test's loop
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -149,5 +152,5 @@ class TestEmbeddingsStandard(EmbeddingsIntegrationTests):
             "base_url": _SERVER["base_url"],
             "api_key": "chainkit-local",
             "check_embedding_ctx_length": False,  # no tiktoken download (see README)
-            "http_async_client": LoopSafeAsyncClient(),
+            "http_async_client": _POOL.httpx_client,
         }

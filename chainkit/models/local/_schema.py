@@ -31,6 +31,10 @@ _TEXT_FIELDS = (
 )  # fmt: skip
 _LIST_OF_WORDS = ("keywords", "tags", "topics", "labels", "categories", "terms", "key_words")
 _SENTINEL_NAMES = ("Alex Morgan", "Sam Rivera", "Jordan Lee", "Ada Park")
+# a name given in quotes ('...', "...", “...”, 「...」), kept as written (any script)
+_QUOTED_RE = re.compile(
+    "(?:^|(?<=[\\s(:]))['\"\u201c\u300c]([^'\"\u201d\u300d\\n]{1,80})['\"\u201d\u300d](?!\\w)"
+)
 
 
 class SchemaValues:
@@ -207,9 +211,14 @@ class SchemaValues:
         key = name.lower()
         if key in ("title", "headline", "heading", "subject", "topic", "theme"):
             text = self.a.title if key != "topic" else self.a.topic
-        elif key in ("name", "full_name", "author", "person", "character", "username"):
+        elif key in ("name", "full_name", "author", "person", "character", "username") or (
+            key.endswith("_name")
+        ):
+            quoted = _QUOTED_RE.search(self.a.text)
             proper = list(re.findall(r"\b[A-Z][a-z]+\b", self.a.text)[1:])
             text = " ".join(proper[:2]) if proper else self.rng.choice(_SENTINEL_NAMES)
+            if quoted:
+                text = quoted.group(1)
         elif key in ("setup", "question"):
             text = f"Why did {self.a.topic} cross the road?"
         elif key == "punchline":
