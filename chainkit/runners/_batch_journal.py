@@ -67,6 +67,7 @@ def read_journal(path: Path) -> list[JournalEntry]:
                 requests=[(str(c), int(i)) for c, i in event.get("requests", [])],
                 provider=str(event.get("provider", "")),
                 uploaded_at=float(event.get("t", 0.0)),
+                extra={"base_url": event.get("base_url")},
             )
             entries[entry.file_id] = entry
         elif kind == "created" and event.get("file") in entries:
@@ -93,9 +94,17 @@ class Journal:
         self._file.flush()
         os.fsync(self._file.fileno())
 
-    def uploaded(self, file_id: str, provider: str, requests: list[tuple[str, int]]) -> None:
+    def uploaded(
+        self, file_id: str, provider: str, requests: list[tuple[str, int]], base_url: str = ""
+    ) -> None:
         self._write(
-            {"event": "uploaded", "file": file_id, "provider": provider, "requests": requests}
+            {
+                "event": "uploaded",
+                "file": file_id,
+                "provider": provider,
+                "base_url": base_url,
+                "requests": requests,
+            }
         )
 
     def created(self, file_id: str, batch_id: str) -> None:

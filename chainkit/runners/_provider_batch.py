@@ -103,6 +103,11 @@ class BatchProvider(Protocol):
     name: str
     endpoint: str
 
+    @property
+    def base_url(self) -> str:
+        """Where the provider is (no secrets): recorded so ``status``/``cancel`` find it."""
+        ...
+
     def request_line(self, custom_id: str, body: dict[str, Any]) -> bytes:
         """One line of a batch input file (with its newline)."""
         ...
@@ -138,6 +143,10 @@ class OpenAIBatches:
     def __init__(self, client: Any, endpoint: str = "/v1/chat/completions") -> None:
         self.client = client
         self.endpoint = endpoint
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client.base_url)
 
     def request_line(self, custom_id: str, body: dict[str, Any]) -> bytes:
         line = {"custom_id": custom_id, "method": "POST", "url": self.endpoint, "body": body}

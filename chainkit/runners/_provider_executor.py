@@ -20,13 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
-
-from pydantic import SecretStr
 
 from chainkit.errors import ChainkitRunError, redact
 from chainkit.runners._batch_journal import Journal, JournalEntry
@@ -34,7 +32,9 @@ from chainkit.runners._batch_requests import ModelStep
 from chainkit.runners._inputs import InputItem
 from chainkit.runners._prices import Price
 from chainkit.runners._provider_batch import BatchProvider, BatchRequestError, BatchState, ReplyLine
+from chainkit.runners._provider_report import ProviderBatchReport
 from chainkit.runners._records import ErrorInfo, ResultRecord, Usage, to_jsonable
+from chainkit.runners._report import BatchReport
 
 __all__ = ["ProviderBatchExecutor", "ProviderBatchSettings", "ProviderUnavailableError"]
 
@@ -120,7 +120,10 @@ def _not_found(exc: BaseException) -> bool:
 
 
 class ProviderBatchExecutor:
-    """Runs items as requests of provider batches; one record per item."""
+    """Runs items as requests of provider batches; one record per item (an
+    :class:`~chainkit.runners._executor.Executor`)."""
+
+    report_class = ProviderBatchReport
 
     def __init__(
         self,
@@ -205,8 +208,30 @@ class ProviderBatchExecutor:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
+        """Stop waiting on batches (they keep running at the provider); close the journal."""
+        await self.drain(0)
         self.journal.close()
         await self.provider.aclose()
+
+    async def finish(self, report: BatchReport, *, completed: bool) -> None:
+        """Release the journal; fill the report (batches, statuses, cost)."""
+        await self.aclose()
+        if not isinstance(report, ProviderBatchReport):  # pragma: no cover - our report_class
+            return
+        report.backend = self.provider.name
+        report.model = self.step.model_name
+        report.batches = len(self.states)
+        report.batch_statuses = Counter(s.status for s in self.states.values() if s.final)
+        report.resubmitted = self.resubmitted
+        report.reattached = len(self._attached)
+        report.running = self.running_batches
+        report.price(self.settings_.prices)
+        if report.running and not completed:
+            report.notes.append(
+                f"{len(report.running)} batches are still running at {self.provider.name}; "
+                f"rerun with --resume to collect them, or cancel them with "
+                f"chainkit batch cancel --output FILE"
+            )
 
     # ------------------------------------------------------------ submitting
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -259,7 +284,7 @@ class ProviderBatchExecutor:
             return self.provider.upload(data, name)
 
         file_id = await self._call("upload", upload)
-        self.journal.uploaded(file_id, self.provider.name, chunk.requests)
+        self.journal.uploaded(file_id, self.provider.name, chunk.requests, self.provider.base_url)
         entry = JournalEntry(file_id=file_id, requests=chunk.requests, provider=self.provider.name)
         await self._follow(entry)
 
@@ -269,6 +294,7 @@ class ProviderBatchExecutor:
         self.journal.created(entry.file_id, state.id)
         self.batches_created += 1
         entry.batch_id = state.id
+        self.states[state.id] = state
         return state
 
     # ------------------------------------------------------------ waiting
@@ -284,6 +310,8 @@ class ProviderBatchExecutor:
                 state = await self._create(entry)
         batch_id = entry.batch_id
         assert batch_id is not None  # noqa: S101 - set just above
+        if state is not None:
+            self.states[batch_id] = state
         delay = self.settings_.poll_interval
         while state is None or not state.final:
             if state is not None:
@@ -447,53 +475,4 @@ def _request_error(state: BatchState, reply: ReplyLine | None) -> BatchRequestEr
         f"the batch ended {state.status} without a result for this request",
         code=f"batch_{state.status}",
         transient=True,
-    )
-
-
-def openai_batch_executor(
-    chain: Any,
-    *,
-    name: str | None,
-    output: Path | None,
-    resume: bool,
-    attempts: int,
-    settings: ProviderBatchSettings | None = None,
-) -> ProviderBatchExecutor:
-    """The ``openai-batch`` executor for ``chain``; refuses, before any upload, a chain it
-    cannot run (:class:`~chainkit.runners._batch_requests.UnbatchableChainError`) or a
-    model without an API key (:class:`~chainkit.errors.MissingAPIKeyError`)."""
-    import os
-    import tempfile
-
-    from chainkit.errors import MissingAPIKeyError
-    from chainkit.runners._batch_journal import journal_path, read_journal
-    from chainkit.runners._batch_requests import split_chain
-    from chainkit.runners._provider_batch import OpenAIBatches
-
-    step = split_chain(chain, name=name)
-    key = step.model.openai_api_key
-    secret = key.get_secret_value() if isinstance(key, SecretStr) else key
-    if not secret:
-        raise MissingAPIKeyError("openai", "OPENAI_API_KEY")
-    # the model's own client settings (base URL, key, organization, headers); one
-    # retry layer: ours (provider calls are tried again up to the patience)
-    from chainkit.models._bind import stock_async_root
-
-    client = stock_async_root(step.model).with_options(max_retries=0)
-    if output is not None:
-        path = journal_path(output)
-    else:
-        handle, name_ = tempfile.mkstemp(prefix="chainkit-batches-", suffix=".jsonl")
-        os.close(handle)
-        path = Path(name_)
-    attached = read_journal(path) if resume and output is not None else []
-    journal = Journal(path, fresh=not (resume and output is not None))
-    return ProviderBatchExecutor(
-        step,
-        OpenAIBatches(client),
-        journal,
-        attached=attached,
-        settings=settings or ProviderBatchSettings(),
-        attempts=attempts,
-        run_id=os.urandom(4).hex(),
     )

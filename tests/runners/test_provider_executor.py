@@ -18,12 +18,9 @@ from langchain_openai import ChatOpenAI
 from chainkit.models.local import LocalModelServer, LocalModelSettings
 from chainkit.runners._batch_journal import journal_path, read_journal
 from chainkit.runners._inputs import InputItem
+from chainkit.runners._provider_backend import openai_batch_executor
 from chainkit.runners._provider_batch import OpenAIBatches
-from chainkit.runners._provider_executor import (
-    ProviderBatchExecutor,
-    ProviderBatchSettings,
-    openai_batch_executor,
-)
+from chainkit.runners._provider_executor import ProviderBatchExecutor, ProviderBatchSettings
 from chainkit.runners._records import ResultRecord
 
 from .test_batch_requests import batch_chains
