@@ -331,6 +331,7 @@ def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) 
     ("extra", "message"),
     [
         ({"stop": ["x"]}, "Unknown parameter: 'stop'"),
+        ({"background": True}, "does not support 'background'"),
         ({"max_output_tokens": 4}, "max_output_tokens"),
         ({"tools": [{"type": "web_search"}]}, "only function tools"),
         ({"tool_choice": {"type": "function", "name": "nope"}, "tools": [WEATHER]}, "nope"),
@@ -339,6 +340,16 @@ def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) 
         (
             {"input": [{"type": "function_call_output", "call_id": "call_x", "output": "1"}]},
             "No tool call found for function call output with call_id call_x",
+        ),
+        (
+            {
+                "input": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                    {"role": "user", "content": "And now?"},
+                ]
+            },
+            "No tool output found for function call c1",
         ),
     ],
 )

@@ -37,6 +37,11 @@ _FIELDS = frozenset((
     "top_p", "truncation", "user",
 ))
 # fmt: on
+_UNSUPPORTED = {
+    "background": "responses run in the background",
+    "conversation": "the Conversations API",
+    "prompt": "stored prompt templates",
+}
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _SUMMARIES = ("auto", "concise", "detailed")
 _SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
@@ -81,6 +86,13 @@ def read_responses_request(
     for key in body:
         if key not in _FIELDS:
             raise BadRequest(f"Unknown parameter: '{key}'.", param=key, code="unknown_parameter")
+    for key, what in _UNSUPPORTED.items():
+        if body.get(key):
+            raise BadRequest(
+                f"The local model does not support '{key}' ({what}); leave it out.",
+                param=key,
+                code="unsupported_parameter",
+            )
     model = _model(body)
     stream = _opt_bool(body, "stream")
     store = body.get("store") is not False
@@ -274,18 +286,34 @@ def _parts(content: Any, param: str, role: str) -> list[dict[str, Any]]:
 
 
 def _check_call_outputs(messages: list[dict[str, Any]]) -> None:
-    """Every function_call_output answers a function_call seen before it (else 400)."""
+    """Function calls and their outputs pair up, as OpenAI checks (else 400): every
+    function_call_output answers an earlier function_call, and every function_call is
+    answered before the conversation goes on."""
     calls: set[str] = set()
+    waiting: list[str] = []
     for message in messages:
+        if message["role"] == "tool":
+            call_id = message["tool_call_id"]
+            if call_id not in calls:
+                raise BadRequest(
+                    f"No tool call found for function call output with call_id {call_id}.",
+                    param="input",
+                    code="invalid_value",
+                )
+            if call_id in waiting:
+                waiting.remove(call_id)
+            continue
+        if waiting:
+            break
         for call in message.get("tool_calls") or ():
             calls.add(call["id"])
-        if message["role"] == "tool" and message["tool_call_id"] not in calls:
-            raise BadRequest(
-                f"No tool call found for function call output with call_id "
-                f"{message['tool_call_id']}.",
-                param="input",
-                code="invalid_value",
-            )
+            waiting.append(call["id"])
+    if waiting:
+        raise BadRequest(
+            f"No tool output found for function call {waiting[0]}.",
+            param="input",
+            code="invalid_value",
+        )
 
 
 # ------------------------------------------------------------------ tools and formats
