@@ -125,7 +125,7 @@ def batch(
     --resume.
     """
     from chainkit.chains import get_chain
-    from chainkit.runners import run_batch
+    from chainkit.runners import BatchOptions, Limits, RetryPolicy, run_batch
 
     runnable: Any
     if backend is BackendChoice.ray:  # each worker builds the chain by name
@@ -140,30 +140,25 @@ def batch(
         from chainkit.callbacks import StreamCapture
 
         callbacks.append(StreamCapture(trace))
-    report = asyncio.run(
-        run_batch(
-            runnable,
-            input_path,
-            max_concurrency=max_concurrency,
-            rpm=rpm,
-            tpm=tpm,
-            retries=retries,
-            timeout=timeout,
-            output=output,
-            resume=resume,
-            retry_failed=retry_failed,
-            overwrite=overwrite,
-            ordered=ordered,
-            stream=stream,
-            callbacks=callbacks,
-            progress=progress,
-            strategy=strategy.value,
-            name=chain,
-            backend=backend.value,
-            ray_address=ray_address,
-            workers=workers,
-        )
+    options = BatchOptions(
+        limits=Limits(max_concurrency=max_concurrency, rpm=rpm, tpm=tpm),
+        retry=RetryPolicy(attempts=retries + 1),
+        timeout=timeout,
+        output=output,
+        resume=resume,
+        retry_failed=retry_failed,
+        overwrite=overwrite,
+        ordered=ordered,
+        stream=stream,
+        callbacks=callbacks,
+        progress=progress,
+        strategy=strategy.value,
+        name=chain,
+        backend=backend.value,
+        ray_address=ray_address,
+        workers=workers,
     )
+    report = asyncio.run(run_batch(runnable, input_path, options=options))
     if json_report:
         typer.echo(json.dumps(report.to_dict(), default=str))
     else:

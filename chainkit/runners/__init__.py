@@ -2,10 +2,15 @@
 
 >>> from chainkit.runners import run_batch
 >>> report = await run_batch(chain, "inputs.jsonl", output="out.jsonl", max_concurrency=8)
+>>> options = BatchOptions(limits=Limits(max_concurrency=8, rpm=600), output="out.jsonl")
+>>> report = await run_batch(chain, "inputs.jsonl", options=options)  # the same, as one value
 >>> print(report)
 
 - :func:`run_batch` (async), :func:`run_batch_sync` (sync, also inside Jupyter),
   :func:`iter_results` (an async iterator of records as they are written);
+- every option is a field of :class:`BatchOptions` (limits in :class:`Limits`,
+  retries in :class:`RetryPolicy`); every entry point takes ``options=`` or the
+  same options as keywords (:class:`BatchKwargs`);
 - every input yields exactly one :class:`ResultRecord` (output or error);
 - rate limits (``rpm``, ``tpm``), one retry layer (transient errors only,
   backoff with full jitter, ``Retry-After`` honoured), per-attempt timeout;
@@ -16,25 +21,25 @@
 
 from __future__ import annotations
 
+from chainkit.runners._options import STRATEGIES, BatchKwargs, BatchOptions, Limits
 from chainkit.runners._output import read_header, read_results
 from chainkit.runners._progress import ProgressSink, Snapshot
-from chainkit.runners._ray import ChainRecipe, RayBatchReport, release_ray_workers, run_batch_ray
+from chainkit.runners._ray import RayBatchReport, run_batch_ray
+from chainkit.runners._ray_pool import release_ray_workers
+from chainkit.runners._ray_transport import ChainRecipe
 from chainkit.runners._records import ErrorInfo, ResultRecord, ResultsHeader, Usage
 from chainkit.runners._report import BatchReport
 from chainkit.runners._retry import RetryPolicy, classify_error
-from chainkit.runners._runner import (
-    STRATEGIES,
-    ResultStream,
-    iter_results,
-    run_batch,
-    run_batch_sync,
-)
+from chainkit.runners._runner import ResultStream, iter_results, run_batch, run_batch_sync
 
 __all__ = [
     "STRATEGIES",
+    "BatchKwargs",
+    "BatchOptions",
     "BatchReport",
     "ChainRecipe",
     "ErrorInfo",
+    "Limits",
     "ProgressSink",
     "RayBatchReport",
     "ResultRecord",

@@ -187,9 +187,12 @@ class AdaptiveConcurrency:
 
     def on_rate_limited(self, pause: float) -> None:
         """A 429: cool the whole batch down for ``pause`` s; halve the limit (once per interval)."""
-        now = time.monotonic()
-        pause = max(pause, self._min_cooldown)
         self.rate_limited += 1
+        self.back_off(max(pause, self._min_cooldown))
+
+    def back_off(self, pause: float) -> None:
+        """Cool down for ``pause`` s and halve the limit (at most once per interval)."""
+        now = time.monotonic()
         self.cooldown_until = max(self.cooldown_until, now + pause)
         if now >= self._no_decrease_until and not math.isinf(self.limit):
             self.limit = max(1.0, self.limit / 2.0)

@@ -1,7 +1,7 @@
 """What runs inside Ray: the worker actor, the shared rate limiter actor.
 
-A :class:`Worker` runs the local runner (``_Batch``, the ``sliding``
-strategy) on each block the driver starts on it, and hands the finished
+A :class:`Worker` runs a :class:`~chainkit.runners._local.LocalExecutor`
+(the ``sliding`` strategy) on each block the driver starts on it, and hands the finished
 records over in groups when the driver asks (:meth:`Worker.take`, a long
 poll). Blocks of one worker share one ``max_concurrency`` (and one AIMD
 limit), so a second block queued on a worker waits for free slots instead of
@@ -12,7 +12,7 @@ so the driver can reuse a warm worker for its next batch.
 
 Each worker has one async HTTP pool for its OpenAI models, made on the
 actor's event loop (which lives as long as the actor) and given to the models
-as ``http_async_client``: the local runner would otherwise open (and close)
+as ``http_async_client``: a batch would otherwise open (and close)
 a pool for every block, and making one costs ~0.15 s (its TLS context).
 
 Global limits:
@@ -21,7 +21,7 @@ Global limits:
   every worker takes from them (one actor call per attempt, made only when a
   limit is set), and real token usage is given back or charged after the call.
 - a 429 cool-down goes through the driver: the worker that got the 429 cools
-  down and halves its concurrency as the local runner does, and reports the
+  down and halves its concurrency as the local executor does, and reports the
   pause with its next records; the driver tells every other worker, which
   cools down (and halves) too.
 """
@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,15 +43,17 @@ from chainkit.errors import ChainkitError, ChainkitRunError, MissingAPIKeyError
 from chainkit.models import HttpPool, use_http_pool
 from chainkit.runners._inputs import InputItem
 from chainkit.runners._limits import AdaptiveConcurrency, RateLimits
+from chainkit.runners._local import LocalExecutor
+from chainkit.runners._options import BatchOptions
+from chainkit.runners._prepare import PreparedChain, prepare_chain
 from chainkit.runners._ray_transport import (
     Transport,
     is_openai_model,
     load_chain,
 )
 from chainkit.runners._records import ResultRecord
-from chainkit.runners._runner import _Batch
 
-__all__ = ["FLUSH_INTERVAL", "FLUSH_RECORDS", "Limiter", "Worker", "failure_of"]
+__all__ = ["FLUSH_INTERVAL", "FLUSH_RECORDS", "Limiter", "Worker", "block_executor", "failure_of"]
 
 FLUSH_INTERVAL = 0.2  # a block's records go to the driver at most this often (seconds) ...
 FLUSH_RECORDS = 256  # ... unless this many are ready
@@ -112,21 +113,15 @@ class SharedConcurrency(AdaptiveConcurrency):
 
     def cool_down_from_elsewhere(self, pause: float) -> None:
         """Another worker got a 429: pause too, and back off as after one's own 429."""
-        now = time.monotonic()
-        self.cooldown_until = max(self.cooldown_until, now + pause)
-        if now >= self._no_decrease_until and not math.isinf(self.limit):
-            self.limit = max(1.0, self.limit / 2.0)
-            self.min_limit = min(self.min_limit, self.limit)
-            self.decreases += 1
-            self._no_decrease_until = now + max(pause, self.decrease_interval)
+        self.back_off(pause)
 
 
 @dataclass
 class WorkerState:
     """What the blocks of one worker share during one batch."""
 
-    chain: Runnable[Any, Any]
-    options: dict[str, Any]
+    chain: PreparedChain
+    options: BatchOptions
     limits: RemoteLimits
     concurrency: SharedConcurrency
     running: asyncio.Semaphore
@@ -143,37 +138,27 @@ class _Block:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     taken: float = 0.0  # when the driver last took records
 
-    async def sink(self, record: ResultRecord) -> None:
+    async def deliver(self, record: ResultRecord) -> bool:
         self.finished.append(record)
         self.ready.set()
+        return True
 
 
-class BlockBatch(_Batch):
-    """The local runner on one block of items, inside a worker (no file, no progress)."""
+def block_executor(state: WorkerState) -> LocalExecutor:
+    """A local executor for one block: the worker's chain, limiter and window, shared."""
+    return LocalExecutor(
+        state.chain,
+        state.options,
+        limits=state.limits,
+        concurrency=state.concurrency,
+        running=state.running,
+        owns_chain=False,
+    )
 
-    def __init__(self, items: list[InputItem], state: WorkerState) -> None:
-        super().__init__(
-            state.chain,
-            items,
-            **state.options,
-            output=None,
-            resume=False,
-            retry_failed=False,
-            overwrite=False,
-            ordered=False,
-            callbacks=None,
-            progress=False,
-            strategy="sliding",
-            reorder_buffer=None,
-        )
-        self.keep_results = False
-        self.limits = state.limits
-        self.concurrency = state.concurrency
-        self._running = state.running  # the blocks of one worker share its max_concurrency
 
-    async def _items(self) -> AsyncGenerator[InputItem, None]:
-        for item in self.inputs:
-            yield item
+async def _each(items: list[InputItem]) -> AsyncIterator[InputItem]:
+    for item in items:
+        yield item
 
 
 def with_http_pool(value: Any, pool: Any, depth: int = 0) -> Any:
@@ -226,7 +211,7 @@ class Worker:
     async def setup(
         self,
         transport: Transport,
-        options: dict[str, Any],
+        options: BatchOptions,
         limiter: Any,
         limited: tuple[bool, bool],
     ) -> dict[str, Any]:
@@ -237,19 +222,20 @@ class Worker:
         a failure travels as data; the driver raises it).
         """
         try:
+            limit = options.max_concurrency
             if self._state is not None and self._transport == transport:
-                chain = self._state.chain
+                prepared = self._state.chain
             else:
                 chain = with_http_pool(load_chain(transport), self._http_pool())
-            limit = int(options["max_concurrency"])
+                prepared = prepare_chain(chain, name=options.name, pool_size=limit)
             state = WorkerState(
-                chain=chain,
+                chain=prepared,
                 options=options,
                 limits=RemoteLimits(limiter, requests=limited[0], tokens=limited[1]),
                 concurrency=SharedConcurrency(limit, self._wake),
                 running=asyncio.Semaphore(limit),
             )
-            BlockBatch([], state)  # checks the chain and the options once, up front
+            block_executor(state)  # checks the chain and the options once, up front
         except Exception as exc:  # noqa: BLE001 - handed to the driver, raised there
             return {"failure": failure_of(exc)}
         self._state, self._transport = state, transport
@@ -288,8 +274,10 @@ class Worker:
             return {"failure": failure_of(ChainkitRunError("worker used before setup()"))}
         items = [InputItem(index=i, value=v, id=k, line=line) for i, v, k, line in rows]
         block = _Block()
-        batch = BlockBatch(items, state)
-        block.task = asyncio.create_task(batch.run(sink=block.sink), name="chainkit-block")
+        executor = block_executor(state)
+        block.task = asyncio.create_task(
+            executor.run(_each(items), block.deliver), name="chainkit-block"
+        )
         block.task.add_done_callback(lambda _t: block.ready.set())
         self._blocks[block_id] = block
         return {}

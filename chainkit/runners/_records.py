@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
+
+from chainkit.errors import InputError, MissingVariableError, redact
+from chainkit.runners._retry import describe_error, error_status
+
+if TYPE_CHECKING:
+    from chainkit.runners._inputs import InputItem
 
 __all__ = [
     "FORMAT",
@@ -15,6 +22,8 @@ __all__ = [
     "ResultRecord",
     "ResultsHeader",
     "Usage",
+    "error_record",
+    "ok_record",
     "to_jsonable",
 ]
 
@@ -148,4 +157,53 @@ def usage_from_output(value: Any) -> Usage | None:
         input_tokens=int(meta.get("input_tokens", 0) or 0),
         output_tokens=int(meta.get("output_tokens", 0) or 0),
         total_tokens=int(meta.get("total_tokens", 0) or 0),
+    )
+
+
+def ok_record(
+    item: InputItem,
+    output: Any,
+    *,
+    attempts: int,
+    started: datetime,
+    t0: float,
+    usage: Usage | None = None,
+    ttft: float | None = None,
+) -> ResultRecord:
+    """The record of an item that succeeded (``t0``: ``time.monotonic()`` at its start)."""
+    try:
+        value = to_jsonable(output)
+    except Exception:  # noqa: BLE001 - an odd output object is kept as text
+        value = str(output)
+    return ResultRecord(
+        index=item.index,
+        id=item.id,
+        line=item.line,
+        input=item.value,
+        output=value,
+        attempts=attempts,
+        started=started,
+        ended=datetime.now(UTC),
+        latency=time.monotonic() - t0,
+        ttft=ttft,
+        usage=usage if usage is not None else usage_from_output(output),
+    )
+
+
+def error_record(
+    item: InputItem, exc: BaseException, *, attempts: int, started: datetime, t0: float
+) -> ResultRecord:
+    """The record of an item that failed: the error's type, one redacted line, its status."""
+    kind, message = describe_error(exc)
+    status = None if isinstance(exc, InputError | MissingVariableError) else error_status(exc)
+    return ResultRecord(
+        index=item.index,
+        id=item.id,
+        line=item.line,
+        input=item.value,
+        error=ErrorInfo(type=kind, message=redact(message), status=status, attempts=attempts),
+        attempts=attempts,
+        started=started,
+        ended=datetime.now(UTC),
+        latency=time.monotonic() - t0,
     )

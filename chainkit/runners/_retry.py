@@ -18,8 +18,9 @@ server said how long to wait (``retry-after-ms`` or ``Retry-After``, capped
 at ``max_retry_after``): then that, plus up to 10% jitter so that items told
 the same thing do not come back in lockstep.
 
-This is implemented with tenacity (``AsyncRetrying`` with a custom ``wait``
-and ``retry``), the library the second seed used for the same job.
+The loop itself is a plain ``while`` in the local executor
+(:mod:`chainkit.runners._local`): attempt, classify, wait :meth:`RetryPolicy.wait_for`,
+attempt again, at most :attr:`RetryPolicy.attempts` times in all.
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ import asyncio
 import random
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
-
-from tenacity import RetryCallState
 
 from chainkit._upstream import error_headers as _headers
 from chainkit._upstream import error_status, parse_retry_after
+from chainkit.errors import ConfigError
 
 __all__ = [
     "AttemptTimeoutError",
@@ -133,9 +133,10 @@ def classify_error(exc: BaseException) -> ErrorKind:
 class RetryPolicy:
     """How the runner retries one item.
 
-    ``attempts`` counts the first call (``retries=3`` means up to 4 attempts).
-    ``extra_retry_on`` holds exception types that a chain's own ``with_retry``
-    asked for explicitly; they are retried even though they are not transient.
+    ``attempts`` counts the first call (``retries=3`` means up to 4 attempts, and
+    an item never makes more than ``attempts``). ``extra_retry_on`` holds
+    exception types that a chain's own ``with_retry`` asked for explicitly; they
+    are retried even though they are not transient.
     """
 
     attempts: int = 4
@@ -145,6 +146,30 @@ class RetryPolicy:
     extra_retry_on: tuple[type[BaseException], ...] = ()
     extra_retry_if: Callable[[BaseException], bool] | None = field(default=None, compare=False)
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ConfigError(f"attempts must be an integer >= 1, got {self.attempts!r}")
+        for label in ("backoff_base", "backoff_max", "max_retry_after"):
+            value = getattr(self, label)
+            if not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"{label} must be >= 0 seconds, got {value!r}")
+
+    def folded(
+        self,
+        attempts: int,
+        retry_on: tuple[type[BaseException], ...],
+        retry_if: Callable[[BaseException], bool] | None,
+    ) -> RetryPolicy:
+        """This policy with a chain's own ``with_retry`` folded in (more attempts, more types)."""
+        if attempts <= self.attempts and not retry_on and retry_if is None:
+            return self
+        return replace(
+            self,
+            attempts=max(self.attempts, attempts),
+            extra_retry_on=self.extra_retry_on + retry_on,
+            extra_retry_if=retry_if if retry_if is not None else self.extra_retry_if,
+        )
 
     def should_retry(self, exc: BaseException) -> bool:
         if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, SystemExit
@@ -174,20 +199,6 @@ class RetryPolicy:
             if server is not None:
                 return server + self.rng.uniform(0.0, 0.1 * server)
         return self.backoff(attempt)
-
-    def tenacity_wait(self, retry_state: RetryCallState) -> float:
-        """A tenacity ``wait`` callable honouring Retry-After, else full-jitter backoff."""
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None and outcome.failed else None
-        return self.wait_for(retry_state.attempt_number, exc)
-
-    def tenacity_retry(self, retry_state: RetryCallState) -> bool:
-        """A tenacity ``retry`` callable: only transient (or explicitly requested) errors."""
-        outcome = retry_state.outcome
-        if outcome is None or not outcome.failed:
-            return False
-        exc = outcome.exception()
-        return exc is not None and self.should_retry(exc)
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
