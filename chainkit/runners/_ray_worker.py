@@ -195,7 +195,7 @@ def _with_http_pool_field(value: Any, pool: Any, depth: int) -> Any:
 
 
 class Worker:
-    """A Ray actor running blocks of a batch with the local runner; the driver pulls records."""
+    """A Ray actor running blocks of a batch with a local executor; the driver pulls records."""
 
     def __init__(self) -> None:
         self._state: WorkerState | None = None
@@ -238,6 +238,9 @@ class Worker:
             block_executor(state)  # checks the chain and the options once, up front
         except Exception as exc:  # noqa: BLE001 - handed to the driver, raised there
             return {"failure": failure_of(exc)}
+        old = self._state
+        if old is not None and old.chain is not prepared:
+            await old.chain.aclose()  # the last batch's chain and its HTTP pool
         self._state, self._transport = state, transport
         return {"pid": os.getpid()}
 

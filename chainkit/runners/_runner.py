@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Unpack
 
 from langchain_core.runnables import Runnable
 
+from chainkit._bridge import run_sync
 from chainkit.runners._local import LocalExecutor
 from chainkit.runners._options import STRATEGIES, BatchKwargs, BatchOptions, resolve_options
 from chainkit.runners._prepare import prepare_chain
@@ -110,60 +110,13 @@ def run_batch_sync(
 ) -> BatchReport:
     """:func:`run_batch` for synchronous code; also works inside a running event loop.
 
-    Without a running loop it uses ``asyncio.run``. Inside one (a Jupyter cell,
-    an async framework) it runs the batch on its own loop in a worker thread
-    and waits; Ctrl-C (or "interrupt kernel") cancels it the same way.
+    The batch runs on a private loop in a thread (:func:`chainkit._bridge.run_sync`,
+    the one sync bridge), so a Jupyter cell or an async framework is no
+    obstacle; Ctrl-C (or "interrupt kernel") cancels the batch (what finished
+    is written) and raises ``KeyboardInterrupt``.
     """
     resolved = resolve_options(options, kwargs)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(run_batch(chain, inputs, options=resolved))
-    return _run_in_thread(lambda: run_batch(chain, inputs, options=resolved))
-
-
-def _run_in_thread(factory: Callable[[], Awaitable[BatchReport]]) -> BatchReport:
-    box: dict[str, Any] = {}
-    ready = threading.Event()
-
-    def target() -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            task = loop.create_task(_as_coroutine(factory))
-            box["loop"], box["task"] = loop, task
-            ready.set()
-            box["value"] = loop.run_until_complete(task)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
-            box["error"] = exc
-        finally:
-            ready.set()
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    thread = threading.Thread(target=target, name="chainkit-batch", daemon=True)
-    thread.start()
-    try:
-        while thread.is_alive():
-            thread.join(0.1)
-    except KeyboardInterrupt:
-        ready.wait()
-        loop, task = box.get("loop"), box.get("task")
-        if loop is not None and task is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(task.cancel)
-        thread.join()
-        raise
-    if "error" in box:
-        error: BaseException = box["error"]
-        if isinstance(error, asyncio.CancelledError):
-            raise KeyboardInterrupt from error
-        raise error
-    value: BatchReport = box["value"]
-    return value
-
-
-async def _as_coroutine(factory: Callable[[], Awaitable[BatchReport]]) -> BatchReport:
-    return await factory()
+    return run_sync(run_batch(chain, inputs, options=resolved), name="chainkit-batch")
 
 
 class ResultStream:
