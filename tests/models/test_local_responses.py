@@ -422,3 +422,19 @@ def test_chat_openai_streams_reasoning_and_text(server: LocalModelServer) -> Non
     assert kinds == ["reasoning", "text"]
     assert full.usage_metadata is not None
     assert full.usage_metadata["output_token_details"]["reasoning"] > 0
+
+
+def test_the_response_store_is_bounded() -> None:
+    from chainkit.models.local._responses_api import ResponsesAPI, ResponseStore
+
+    api = ResponsesAPI(ResponseStore(max_items=2, max_chars=10_000))
+    ids = [api.create({"model": MODEL, "input": f"Tell me a fact about {n}"}, 0) for n in range(3)]
+    first, second, third = (r.response["id"] for r in ids)
+    assert len(api.store) == 2
+    assert api.store.response(first) is None  # the oldest went first
+    assert api.store.response(third) is not None
+    with pytest.raises(Exception, match=first):
+        api.create({"model": MODEL, "input": "Hi", "previous_response_id": first}, 0)
+    api.create({"model": MODEL, "input": "x " * 6000}, 0)  # alone above max_chars
+    assert api.store.response(second) is None
+    assert len(api.store) == 0

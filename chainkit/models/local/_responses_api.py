@@ -110,7 +110,7 @@ class ResponsesAPI:
     """``POST /v1/responses`` and ``GET``/``DELETE /v1/responses/{id}`` as functions."""
 
     def __init__(self, store: ResponseStore | None = None) -> None:
-        self.store = store or ResponseStore()
+        self.store = store if store is not None else ResponseStore()
         self._prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
 
@@ -127,7 +127,10 @@ class ResponsesAPI:
                     code="previous_response_not_found",
                 )
         request = read_responses_request(body, previous)
-        answer = parse_chat(request.chat, default_seed)
+        try:
+            answer = parse_chat(request.chat, default_seed)
+        except BadRequest as exc:
+            raise _in_responses_terms(exc) from None
         suffix = f"{self._prefix}{next(self._ids):010x}"
         outputs = _outputs(request, answer.choices[0], suffix)
         reasoning_tokens = _reasoning_tokens(request, outputs, answer)
@@ -149,6 +152,24 @@ class ResponsesAPI:
         if not self.store.delete(rid):
             raise _not_found(rid)
         return orjson.dumps({"id": rid, "object": "response", "deleted": True})
+
+
+_CHAT_TERMS = (
+    ("response_format.json_schema.schema", "text.format.schema"),
+    ("response_format", "text.format"),
+    ("max_completion_tokens", "max_output_tokens"),
+)
+
+
+def _in_responses_terms(error: BadRequest) -> BadRequest:
+    """A Chat Completions error from the shared writer, naming the Responses parameters."""
+    message, param = error.message, error.param
+    for chat, responses in _CHAT_TERMS:
+        message = message.replace(chat, responses)
+        param = param.replace(chat, responses) if param else param
+    error.message, error.param = message, param
+    error.args = (message,)
+    return error
 
 
 def _not_found(rid: str) -> BadRequest:
