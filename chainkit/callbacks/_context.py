@@ -17,8 +17,8 @@ from types import TracebackType
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.tracers.context import register_configure_hook
 
+from chainkit._compat import register_context_handler
 from chainkit.callbacks._event_capture import EventCapture
 from chainkit.callbacks._stream_capture import StreamCapture
 from chainkit.errors import UserError
@@ -36,7 +36,7 @@ _SLOTS: tuple[ContextVar[BaseCallbackHandler | None], ...] = tuple(
 
 def _register_hooks() -> None:
     for var in _SLOTS:
-        register_configure_hook(var, inheritable=True)
+        register_context_handler(var)
 
 
 _register_hooks()  # once, at import (never per capture() call)

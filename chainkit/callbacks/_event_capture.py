@@ -12,9 +12,8 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import GenerationChunk, LLMResult
-from langchain_core.runnables.config import var_child_runnable_config
-from langchain_core.tracers._streaming import _StreamingCallbackHandler
 
+from chainkit._compat import StreamingCallbackHandler, child_config
 from chainkit.callbacks._common import DEFERRED_INPUT, clock, llm_result_output, run_name
 from chainkit.trace import DEFAULT_MAX_CHARS, Trace
 
@@ -230,14 +229,14 @@ class EventCapture(BaseCallbackHandler):
 
     def _co_tappers(self, run_id: UUID) -> list[Any]:
         """Other tapping handlers of this run (called where LangChain set its child config)."""
-        config = var_child_runnable_config.get()
+        config = child_config()
         callbacks = config.get("callbacks") if config else None
         if not isinstance(callbacks, BaseCallbackManager) or callbacks.parent_run_id != run_id:
             return []
         return [
             h
             for h in callbacks.handlers
-            if h is not self and isinstance(h, _StreamingCallbackHandler)
+            if h is not self and isinstance(h, StreamingCallbackHandler)
         ]
 
     def _stream_event(self, run_id: UUID) -> tuple[_RunInfo, str] | None:

@@ -26,9 +26,16 @@ from langchain_core.output_parsers import (
     PydanticOutputParser,
     StrOutputParser,
 )
+from langchain_core.output_parsers.transform import BaseTransformOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 
+from chainkit._compat import parser_diff, private_override
+
 __all__ = ["InlineJsonOutputParser", "InlinePydanticOutputParser", "InlineStrOutputParser"]
+
+_overrides_atransform = private_override(
+    BaseTransformOutputParser, "_atransform", "parser_atransform"
+)
 
 
 class InlineStrOutputParser(StrOutputParser):
@@ -44,6 +51,7 @@ class InlineStrOutputParser(StrOutputParser):
     async def aparse_result(self, result: list[Generation], *, partial: bool = False) -> str:
         return self.parse_result(result, partial=partial)
 
+    @_overrides_atransform
     async def _atransform(self, input: AsyncIterator[str | BaseMessage]) -> AsyncIterator[str]:  # noqa: A002 - LangChain's signature
         async for chunk in input:
             if isinstance(chunk, BaseMessage):
@@ -74,7 +82,7 @@ async def _cumulative(
         acc = gen if acc is None else acc + gen  # type: ignore[operator]
         parsed = parser.parse_result([acc], partial=True)
         if parsed is not None and parsed != prev_parsed:
-            yield parser._diff(prev_parsed, parsed) if parser.diff else parsed
+            yield parser_diff(parser, prev_parsed, parsed) if parser.diff else parsed
             prev_parsed = parsed
 
 
@@ -94,6 +102,7 @@ class InlineJsonOutputParser(JsonOutputParser):
     async def aparse_result(self, result: list[Generation], *, partial: bool = False) -> Any:
         return self.parse_result(result, partial=partial)
 
+    @_overrides_atransform
     async def _atransform(self, input: AsyncIterator[str | BaseMessage]) -> AsyncIterator[Any]:  # noqa: A002
         async for parsed in _cumulative(self, input):
             yield parsed
@@ -112,6 +121,7 @@ class InlinePydanticOutputParser(PydanticOutputParser):  # type: ignore[type-arg
     async def aparse_result(self, result: list[Generation], *, partial: bool = False) -> Any:
         return self.parse_result(result, partial=partial)
 
+    @_overrides_atransform
     async def _atransform(self, input: AsyncIterator[str | BaseMessage]) -> AsyncIterator[Any]:  # noqa: A002
         async for parsed in _cumulative(self, input):
             yield parsed

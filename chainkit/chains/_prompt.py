@@ -22,6 +22,7 @@ from langchain_core.prompts import (
     StringPromptTemplate,
 )
 
+from chainkit._compat import private_override
 from chainkit.errors import MissingVariableError, UserError
 
 __all__ = ["ChainPromptTemplate", "to_chat_prompt"]
@@ -43,6 +44,7 @@ class ChainPromptTemplate(ChatPromptTemplate):
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
         return super().get_name(suffix, name=name or self.name or "ChatPromptTemplate")
 
+    @private_override(BasePromptTemplate, "_validate_input", "prompt_validate_input")
     def _validate_input(self, inner_input: Any) -> builtins.dict[str, Any]:
         if isinstance(inner_input, dict):
             missing = [v for v in self.input_variables if v not in inner_input]

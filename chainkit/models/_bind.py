@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 
 import openai
 
+from chainkit._compat import sdk_root
 from chainkit.models._http import HttpPool
 from chainkit.models._lean import LeanAsyncOpenAI, LeanEndpoint
 
@@ -32,7 +33,7 @@ def stock_async_root(model: Any) -> Any:
     """The model's ``openai.AsyncOpenAI`` (under the lean wrapper, if any)."""
     root = getattr(model, "root_async_client", None)
     if root is None:  # BaseOpenAI (completions) keeps only the resource
-        root = getattr(getattr(model, "async_client", None), "_client", None)
+        root = sdk_root(getattr(model, "async_client", None))
     if isinstance(root, LeanAsyncOpenAI):
         return root.stock
     return root
@@ -94,9 +95,7 @@ def use_http_pool(model: M, pool: HttpPool, *, max_retries: int | None = None) -
             updates["root_async_client"] = new_root
     if max_retries is not None:
         updates["max_retries"] = max_retries
-        sync_root = getattr(model, "root_client", None) or getattr(
-            getattr(model, "client", None), "_client", None
-        )
+        sync_root = getattr(model, "root_client", None) or sdk_root(getattr(model, "client", None))
         if sync_root is not None and hasattr(sync_root, "with_options"):
             new_sync = sync_root.with_options(max_retries=max_retries)
             updates["client"] = new_sync.chat.completions if chat else new_sync.completions

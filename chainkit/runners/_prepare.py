@@ -35,6 +35,7 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.runnables.retry import RunnableRetry
 from pydantic import BaseModel
 
+from chainkit._compat import identifying_params
 from chainkit.models import HttpPool, use_http_pool
 from chainkit.runners._records import ChainIdentity
 
@@ -176,11 +177,7 @@ def _describe(value: Any, depth: int) -> Any:
     if isinstance(value, RunnableRetry):
         return {"retry": _describe(value.bound, depth + 1), "kwargs": _clean(value.kwargs)}
     if isinstance(value, BaseLanguageModel):
-        params: dict[str, Any] = {}
-        try:
-            params = dict(value._identifying_params)
-        except Exception:  # noqa: BLE001
-            params = {}
+        params = identifying_params(value)
         return {"model": type(value).__name__, "params": _clean(params)}
     if isinstance(value, BasePromptTemplate):
         text = _prompt_text(value)

@@ -1,0 +1,180 @@
+"""chainkit._compat: one test per private-API seam, named after it.
+
+Each asserts the LangChain/openai behaviour the seam relies on, so an upgrade
+that changes it fails here with the seam's name, not somewhere downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
+from typing import Any, TypeVar
+from uuid import UUID
+
+import openai
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.output_parsers import JsonOutputParser, StrOutputParser
+from langchain_core.output_parsers.transform import BaseTransformOutputParser
+from langchain_core.prompts import BasePromptTemplate, ChatPromptTemplate
+from langchain_core.runnables import RunnableLambda
+from langchain_openai import ChatOpenAI, OpenAI
+from pydantic import SecretStr
+
+from chainkit import _compat
+from chainkit._compat import (
+    SEAMS,
+    SeamError,
+    StreamingCallbackHandler,
+    child_config,
+    identifying_params,
+    parser_diff,
+    private_override,
+    register_context_handler,
+    sdk_root,
+)
+from chainkit.errors import MissingVariableError
+
+T = TypeVar("T")
+OFFLINE = "http://127.0.0.1:9/v1"  # never called: the tests only build clients
+
+
+def _model() -> GenericFakeChatModel:
+    return GenericFakeChatModel(messages=iter([AIMessage(content="one two three")]))
+
+
+def test_every_seam_is_documented_and_tested() -> None:
+    doc = _compat.__doc__ or ""
+    tests = {name for name in globals() if name.startswith("test_seam_")}
+    for seam in SEAMS:
+        assert f"``{seam}``" in doc, f"seam {seam!r} has no paragraph in chainkit/_compat.py"
+        assert any(seam in test for test in tests), f"seam {seam!r} has no test_seam_* test"
+
+
+class _Tapper(BaseCallbackHandler):
+    """A handler implementing LangChain's output-tap protocol, recording what it sees."""
+
+    def __init__(self) -> None:
+        self.tapped: list[Any] = []
+        self.children_of_run: list[bool] = []
+
+    def tap_output_aiter(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:
+        return self._atap(run_id, output)
+
+    async def _atap(self, run_id: UUID, output: AsyncIterator[T]) -> AsyncIterator[T]:
+        config = child_config()
+        callbacks = config.get("callbacks") if config else None
+        self.children_of_run.append(
+            isinstance(callbacks, BaseCallbackManager) and callbacks.parent_run_id == run_id
+        )
+        async for chunk in output:
+            self.tapped.append(chunk)
+            yield chunk
+
+    def tap_output_iter(self, run_id: UUID, output: Iterator[T]) -> Iterator[T]:
+        for chunk in output:
+            self.tapped.append(chunk)
+            yield chunk
+
+
+def test_seam_tap_langchain_taps_a_streaming_handler_inside_its_child_config() -> None:
+    tapper = _Tapper()
+    assert isinstance(tapper, StreamingCallbackHandler), "seam 'tap': protocol changed"
+    chain = _model() | StrOutputParser()
+
+    async def main() -> list[str]:
+        return [c async for c in chain.astream("hi", {"callbacks": [tapper]})]
+
+    chunks = asyncio.run(main())
+    assert "".join(chunks) == "one two three"
+    assert tapper.tapped, "seam 'tap': LangChain no longer calls tap_output_aiter"
+    assert any(tapper.children_of_run), (
+        "seam 'tap': the child config around a tap no longer carries the run's callbacks"
+    )
+
+
+def test_seam_parser_atransform_drives_astream() -> None:
+    seen: list[str] = []
+
+    class Recording(StrOutputParser):
+        @private_override(BaseTransformOutputParser, "_atransform", "parser_atransform")
+        async def _atransform(self, input: AsyncIterator[Any]) -> AsyncIterator[str]:  # noqa: A002
+            async for chunk in input:
+                seen.append("x")
+                yield str(chunk.content)
+
+    async def main() -> str:
+        return "".join([c async for c in (_model() | Recording()).astream("hi")])
+
+    assert asyncio.run(main()) == "one two three"
+    assert seen, "seam 'parser_atransform': astream no longer goes through _atransform"
+
+
+def test_seam_parser_diff_gives_json_patches() -> None:
+    parser = JsonOutputParser(diff=True)
+    assert parser_diff(parser, {"a": 1}, {"a": 1, "b": 2}) == [
+        {"op": "add", "path": "/b", "value": 2}
+    ], "seam 'parser_diff': JsonOutputParser._diff changed"
+
+
+def test_seam_prompt_validate_input_sees_the_input_first() -> None:
+    class Naming(ChatPromptTemplate):
+        @private_override(BasePromptTemplate, "_validate_input", "prompt_validate_input")
+        def _validate_input(self, inner_input: Any) -> dict[str, Any]:
+            missing = [v for v in self.input_variables if v not in inner_input]
+            if missing:
+                raise MissingVariableError("t", missing, inner_input)
+            validated: dict[str, Any] = super()._validate_input(inner_input)
+            return validated
+
+    prompt = Naming.from_messages([("human", "about {topic}")])
+    with pytest.raises(MissingVariableError, match="'topic'"):
+        prompt.invoke({"subject": "x"})  # seam 'prompt_validate_input'
+    assert prompt.invoke({"topic": "x"}).to_messages()[0].content == "about x"
+
+
+def test_seam_identifying_params_names_the_model() -> None:
+    model = ChatOpenAI(api_key=SecretStr("x"), base_url=OFFLINE, model="gpt-4o-mini")
+    params = identifying_params(model)
+    assert params.get("model_name") == "gpt-4o-mini", f"seam 'identifying_params': {params}"
+    assert identifying_params(RunnableLambda(lambda x: x)) == {}
+
+
+def test_seam_sdk_root_finds_the_client_of_a_resource() -> None:
+    llm = OpenAI(api_key=SecretStr("x"), base_url=OFFLINE)
+    root = sdk_root(llm.async_client)
+    assert isinstance(root, openai.AsyncOpenAI), "seam 'sdk_root': resource._client is gone"
+    assert str(root.base_url).rstrip("/") == OFFLINE
+    assert sdk_root(object()) is None
+
+
+_HOOKED: ContextVar[BaseCallbackHandler | None] = ContextVar("_hooked", default=None)
+register_context_handler(_HOOKED)
+
+
+class _Counting(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.starts = 0
+
+    def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
+        self.starts += 1
+
+
+def test_seam_configure_hook_attaches_the_handler_in_context() -> None:
+    handler = _Counting()
+    token = _HOOKED.set(handler)
+    try:
+        RunnableLambda(lambda x: x).invoke(1)
+    finally:
+        _HOOKED.reset(token)
+    assert handler.starts == 1, "seam 'configure_hook': the registered variable was not used"
+    RunnableLambda(lambda x: x).invoke(1)
+    assert handler.starts == 1  # not attached outside the block
+
+
+def test_a_lost_private_name_fails_at_import_naming_the_seam() -> None:
+    with pytest.raises(SeamError, match=r"seam 'parser_atransform'.*_no_such_method"):
+        private_override(BaseTransformOutputParser, "_no_such_method", "parser_atransform")
