@@ -19,7 +19,6 @@ from pydantic import BaseModel
 
 from chainkit import __version__
 from chainkit.errors import MissingVariableError
-from chainkit.server._app import ServedChain, ServiceState, service_state
 from chainkit.server._errors import ApiError, error_body, one_line
 from chainkit.server._logging import RequestInfo, request_info
 from chainkit.server._metrics import CONTENT_TYPE_LATEST
@@ -45,6 +44,7 @@ from chainkit.server._schemas import (
     Usage,
 )
 from chainkit.server._sse import EventStream, sse_event
+from chainkit.server._state import ServedChain, ServiceState, service_state
 from chainkit.trace import message_text, to_jsonable
 
 __all__ = ["router"]

@@ -23,9 +23,9 @@ from chainkit.trace._records import (
     RunStarted,
     TraceHeader,
 )
-from chainkit.trace._run import ErrorInfo, Percentiles, Run
+from chainkit.trace._run import ErrorInfo, Percentiles, Run, TraceSummary
 from chainkit.trace._serialize import DEFAULT_MAX_CHARS, message_text, to_jsonable
-from chainkit.trace._trace import Trace, TraceSummary, error_info
+from chainkit.trace._trace import Trace, error_info
 
 __all__ = [
     "DEFAULT_MAX_CHARS",

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-from chainkit.trace._run import Percentiles, Run
-
-if TYPE_CHECKING:
-    from chainkit.trace._trace import Trace
+from chainkit.trace._run import Percentiles, Run, TraceSummary
 
 __all__ = ["trace_html"]
 
@@ -87,9 +84,8 @@ def _span(runs: list[Run]) -> tuple[float, float] | None:
     return (min(starts), max(ends)) if starts else None
 
 
-def trace_html(trace: Trace) -> str:
-    """A readable summary table and the run tree of ``trace``."""
-    summary = trace.summary()
+def trace_html(summary: TraceSummary, runs: list[Run], roots: list[Run], path: Path | None) -> str:
+    """A readable summary table and the run tree of a trace (its summary, runs, roots, file)."""
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary.by_kind.items())) or "none"
     tokens = summary.usage.get("total_tokens")
     rows = [
@@ -105,10 +101,10 @@ def trace_html(trace: Trace) -> str:
     ]
     table = "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
     budget = [MAX_RUNS]
-    span = _span(trace.runs)
-    tree = "".join(_tree(root, budget, span) for root in trace.roots)
+    span = _span(runs)
+    tree = "".join(_tree(root, budget, span) for root in roots)
     more = "" if budget[0] > 0 else f"<p class='dim'>(first {MAX_RUNS} runs shown)</p>"
-    where = f"<p class='dim'>{escape(str(trace.path))}</p>" if trace.path else ""
+    where = f"<p class='dim'>{escape(str(path))}</p>" if path else ""
     return (
         f"{_STYLE}<div class='ck-trace'><b>Trace</b>{where}<table>{table}</table>"
         f"<ul>{tree}</ul>{more}</div>"

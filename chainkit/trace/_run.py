@@ -216,3 +216,30 @@ class Run:
         if self.error:
             parts.append(str(self.error))
         return f"<Run {self.run_id[:8]} {', '.join(parts)}>"
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """Counts and percentiles over a trace; ``str()`` gives one line."""
+
+    runs: int
+    calls: int
+    by_kind: dict[str, int]
+    chunks: int
+    errors: int
+    failed_runs: int
+    retries: int
+    events: int
+    latency: Percentiles
+    ttft: Percentiles
+    model_ttft: Percentiles
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        tokens = self.usage.get("total_tokens")
+        return (
+            f"{self.calls} calls, {self.runs} runs, {self.chunks} chunks, "
+            f"{self.errors} errors, {self.retries} retries, "
+            f"{tokens if tokens is not None else '-'} tokens; "
+            f"latency {self.latency}; ttft {self.ttft}"
+        )

@@ -10,7 +10,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -32,7 +31,7 @@ from chainkit.trace._records import (
     RunStarted,
     TraceHeader,
 )
-from chainkit.trace._run import ErrorInfo, Percentiles, Run
+from chainkit.trace._run import ErrorInfo, Percentiles, Run, TraceSummary
 from chainkit.trace._serialize import DEFAULT_MAX_CHARS, to_jsonable, truncate
 
 __all__ = ["Trace", "TraceSummary"]
@@ -40,33 +39,6 @@ __all__ = ["Trace", "TraceSummary"]
 log = logging.getLogger(__name__)
 
 _EVENT_KEYS = ("event", "name", "run_id", "parent_ids", "tags", "metadata", "data")
-
-
-@dataclass(frozen=True, slots=True)
-class TraceSummary:
-    """Counts and percentiles over a trace; ``str()`` gives one line."""
-
-    runs: int
-    calls: int
-    by_kind: dict[str, int]
-    chunks: int
-    errors: int
-    failed_runs: int
-    retries: int
-    events: int
-    latency: Percentiles
-    ttft: Percentiles
-    model_ttft: Percentiles
-    usage: dict[str, int] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        tokens = self.usage.get("total_tokens")
-        return (
-            f"{self.calls} calls, {self.runs} runs, {self.chunks} chunks, "
-            f"{self.errors} errors, {self.retries} retries, "
-            f"{tokens if tokens is not None else '-'} tokens; "
-            f"latency {self.latency}; ttft {self.ttft}"
-        )
 
 
 class Trace:
@@ -503,7 +475,7 @@ class Trace:
     def _repr_html_(self) -> str:
         from chainkit.trace._html import trace_html
 
-        return trace_html(self)
+        return trace_html(self.summary(), self.runs, self.roots, self.path)
 
     def __repr__(self) -> str:
         where = f" {self.path}" if self.path else ""
