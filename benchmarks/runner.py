@@ -78,6 +78,7 @@ def start_server(seed: int, latency: str) -> tuple[subprocess.Popen[str], str]:
             str(seed),
             "--latency",
             latency,
+            "--request-log",
         ],
         stderr=subprocess.PIPE,
         text=True,

@@ -15,21 +15,35 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from chainkit.models.local import LocalModelServer, LocalModelSettings
+from chainkit.models.local import IDLE_TIMEOUT, LocalModelServer, LocalModelSettings
 
 __all__ = ["blank_ids", "local_model_server"]
 
 
 @contextlib.contextmanager
 def local_model_server(
-    *, host: str = "127.0.0.1", port: int = 0, **settings: Any
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_key: str | None = None,
+    request_log: bool = False,
+    idle_timeout: float = IDLE_TIMEOUT,
+    **settings: Any,
 ) -> Iterator[LocalModelServer]:
     """A fresh local model server with ``settings`` (see ``LocalModelSettings``).
 
     Started on entry (a free port unless ``port`` is given), stopped on exit
-    with its port freed.
+    with its port freed. ``api_key``, ``request_log`` and ``idle_timeout`` are
+    :class:`LocalModelServer`'s.
     """
-    server = LocalModelServer(LocalModelSettings(**settings), host=host, port=port)
+    server = LocalModelServer(
+        LocalModelSettings(**settings),
+        host=host,
+        port=port,
+        api_key=api_key,
+        request_log=request_log,
+        idle_timeout=idle_timeout,
+    )
     with server:
         yield server
 

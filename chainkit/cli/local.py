@@ -36,6 +36,21 @@ def serve(
     batch_window: Annotated[
         float, typer.Option(help="Seconds before a batch expires (OpenAI's window: 24 h).")
     ] = 86400.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Require this key as 'Authorization: Bearer KEY' (clients' OPENAI_API_KEY); "
+            "needed on a non-loopback --host.",
+            envvar="CHAINKIT_LOCAL_API_KEY",
+            show_envvar=True,
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Serve a non-loopback --host without --api-key.")
+    ] = False,
+    request_log: Annotated[
+        bool, typer.Option(help="Serve GET /stats?log=1 (it shows every client's prompts).")
+    ] = False,
 ) -> None:
     """Serve the local model over HTTP (point OPENAI_BASE_URL at http://HOST:PORT/v1)."""
     from chainkit.models.local import LocalModelSettings, serve_forever
@@ -52,7 +67,13 @@ def serve(
         batch_window=batch_window,
     )
     serve_forever(
-        host=host, port=port, settings=settings, on_ready=lambda line: typer.echo(line, err=True)
+        host=host,
+        port=port,
+        settings=settings,
+        api_key=api_key,
+        insecure=insecure,
+        request_log=request_log,
+        on_ready=lambda line: typer.echo(line, err=True),
     )
 
 

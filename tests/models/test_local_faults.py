@@ -81,7 +81,8 @@ def test_header_lists_several_statuses(calm: LocalModelServer) -> None:
         ("error_rate=2", "error_rate must be in [0, 1]"),
         ("nonsense=1", "unknown setting 'nonsense'"),
         ("{not json", "not valid JSON"),
-        ("ttft=-1", "ttft must be >= 0"),
+        ("ttft=-1", "ttft must be between 0 and 600 seconds"),
+        ("ttft=1e9", "ttft must be between 0 and 600 seconds"),
         ("latency=gamma:k=1", "unknown distribution"),
     ],
 )
@@ -252,7 +253,7 @@ def test_latency_distribution_is_accepted_and_seeded() -> None:
     [
         ({"error_rate": 1.5}, "LocalModelSettings.error_rate must be in [0, 1]"),
         ({"hang_rate": -0.1}, "LocalModelSettings.hang_rate must be in [0, 1]"),
-        ({"ttft": -1}, "LocalModelSettings.ttft must be >= 0"),
+        ({"ttft": -1}, "LocalModelSettings.ttft must be between 0 and 600 seconds"),
         ({"token_delay": "fast"}, "LocalModelSettings.token_delay must be a number"),
         ({"error_statuses": (200,)}, "LocalModelSettings.error_statuses must be 4xx/5xx"),
         ({"latency": "lognormal:median=2"}, "needs exactly median, p99"),

@@ -6,8 +6,14 @@ SDK work against it unchanged. It does not import LangChain.
 
 Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions``
 (streaming via SSE as OpenAI sends it, or not), ``GET /v1/models``,
-``GET /health``, ``GET /stats`` (``?log=1`` adds the request log) and
-``POST /stats/reset``.
+``GET /health``, ``GET /stats`` (``?log=1`` adds the request log, when the
+server was started with ``request_log=True`` / ``--request-log``) and
+``POST /stats/reset``. It runs on aiohttp's server (``create_app`` gives the
+``aiohttp.web.Application``), which bounds header sizes and counts, closes
+idle connections and handles pipelining and upgrades.
+
+A non-loopback host needs ``api_key`` (checked as a bearer token) or an
+explicit ``insecure=True``.
 
 Start it:
 
@@ -49,6 +55,7 @@ from __future__ import annotations
 from chainkit.models.local._app import create_app
 from chainkit.models.local._background import (
     DUMMY_API_KEY,
+    IDLE_TIMEOUT,
     LocalModelServer,
     ensure_server,
     serve_forever,
@@ -60,6 +67,7 @@ from chainkit.models.local._settings import FAULTS_HEADER, LatencyDistribution, 
 __all__ = [
     "DUMMY_API_KEY",
     "FAULTS_HEADER",
+    "IDLE_TIMEOUT",
     "LatencyDistribution",
     "LocalModelServer",
     "LocalModelSettings",

@@ -1,6 +1,8 @@
 """``python -m chainkit.models.local``: serve the local model without the CLI's imports.
 
-Options: ``--host``, ``--port`` (0 picks a free one), and any
+Options: ``--host``, ``--port`` (0 picks a free one), ``--api-key`` (required
+as a bearer token; needed on a non-loopback host unless ``--insecure``),
+``--request-log`` (serve ``/stats?log=1``), ``--idle-timeout``, and any
 ``LocalModelSettings`` field as ``--name value`` (e.g. ``--token-delay 0.01``).
 The listening line goes to stderr.
 """
@@ -14,6 +16,7 @@ import sys
 
 from chainkit.errors import ChainkitError
 from chainkit.models.local import LocalModelSettings, serve_forever
+from chainkit.models.local._background import IDLE_TIMEOUT
 from chainkit.models.local._settings import coerce
 
 
@@ -21,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chainkit.models.local", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", default=None)
+    parser.add_argument("--insecure", action="store_true")
+    parser.add_argument("--request-log", action="store_true")
+    parser.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT)
     for field in dataclasses.fields(LocalModelSettings):
         parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None)
     args = parser.parse_args(argv)
@@ -33,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             settings=settings,
+            api_key=args.api_key,
+            insecure=args.insecure,
+            request_log=args.request_log,
+            idle_timeout=args.idle_timeout,
             on_ready=lambda line: print(line, file=sys.stderr, flush=True),  # noqa: T201
         )
     except ChainkitError as exc:

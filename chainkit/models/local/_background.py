@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -16,15 +15,18 @@ from types import TracebackType
 from typing import Any
 
 import orjson
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from chainkit._bridge import LoopThread
 from chainkit.errors import LocalServerError
-from chainkit.models.local._app import InjectedDisconnect, LocalModelApp, create_app
-from chainkit.models.local._http import HttpServer
+from chainkit.models.local._app import check_bind, create_app
+from chainkit.models.local._serving import MODEL
 from chainkit.models.local._settings import LocalModelSettings
 
 __all__ = [
     "DUMMY_API_KEY",
+    "IDLE_TIMEOUT",
     "LocalModelServer",
     "ensure_server",
     "serve_forever",
@@ -35,6 +37,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DUMMY_API_KEY = "chainkit-local"  # the local model accepts any key; clients insist on one
+IDLE_TIMEOUT = 75.0  # seconds an idle (or half-sent) connection is kept
+MAX_HEADER_BYTES = 16 * 1024  # one header line; longer ones get aiohttp's 400
+MAX_HEADERS = 100  # header lines per request; more get aiohttp's 400
+_START_TIMEOUT = 15.0
 _GRACE = 2.0  # seconds in-flight requests get to finish at shutdown
 
 
@@ -47,11 +53,39 @@ def _loop_factory() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _http_server(app: LocalModelApp, sock: socket.socket) -> HttpServer:
-    # The app answers 413 above settings.max_body_bytes (a header may raise it for one
-    # request); the server itself refuses to buffer more than this.
-    cap = max(4 * app.settings.max_body_bytes, 64 * 1024 * 1024)
-    return HttpServer(app, sock, quiet_exceptions=(InjectedDisconnect,), max_body_bytes=cap)
+class _QuietBadRequests(logging.Filter):
+    """aiohttp answers malformed HTTP with a 400 and logs a traceback: keep the 400 only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, HttpProcessingError)
+
+
+_server_log = logging.getLogger("chainkit.models.local.server")
+_server_log.addFilter(_QuietBadRequests())
+
+
+def _runner(app: web.Application, idle_timeout: float) -> web.AppRunner:
+    """aiohttp's server for ``app``: limits on headers, an idle timeout (which also
+    closes connections that never finish their headers), and request handlers
+    cancelled when their client disconnects."""
+    return web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        logger=_server_log,
+        handler_cancellation=True,
+        keepalive_timeout=idle_timeout,
+        max_field_size=MAX_HEADER_BYTES,
+        max_line_size=MAX_HEADER_BYTES,
+        max_headers=MAX_HEADERS,
+        shutdown_timeout=_GRACE,
+    )
+
+
+async def _start(runner: web.AppRunner, sock: socket.socket) -> None:
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -72,7 +106,11 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class LocalModelServer:
-    """The local model served in a daemon thread with its own event loop (see _http).
+    """The local model served in a daemon thread with its own event loop (aiohttp).
+
+    ``api_key``: require it as a bearer token (needed, or ``insecure=True``, on a
+    non-loopback ``host``); ``request_log``: serve ``GET /stats?log=1``;
+    ``idle_timeout``: seconds before an idle connection is closed.
 
     >>> with LocalModelServer(LocalModelSettings(ttft=0.05)) as server:
     ...     client = openai.OpenAI(base_url=server.base_url, api_key="x")
@@ -83,14 +121,21 @@ class LocalModelServer:
         settings: LocalModelSettings | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        api_key: str | None = None,
+        insecure: bool = False,
+        request_log: bool = False,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
+        check_bind(host, api_key=api_key, insecure=insecure)
         self.settings = settings or LocalModelSettings()
         self.host = host
         self._requested_port = port
-        self.app = create_app(self.settings)
-        self._server: HttpServer | None = None
+        self.idle_timeout = idle_timeout
+        self.app = create_app(self.settings, api_key=api_key, request_log=request_log)
+        self.model = self.app[MODEL]
         self._thread: LoopThread | None = None
-        self._serving: concurrent.futures.Future[None] | None = None
+        self._runner: web.AppRunner | None = None
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
         self.port = 0
@@ -109,7 +154,7 @@ class LocalModelServer:
 
     @property
     def running(self) -> bool:
-        return self._serving is not None and not self._serving.done()
+        return self._thread is not None and self._thread.running
 
     # -- lifecycle
     def start(self) -> LocalModelServer:
@@ -117,43 +162,38 @@ class LocalModelServer:
         with self._lock:
             if self.running:
                 return self
-            self._sock = _bind(self.host, self._requested_port)
-            self.port = self._sock.getsockname()[1]
-            server = self._server = _http_server(self.app, self._sock)
-            name = f"chainkit-local-model:{self.port}"
+            self._sock = sock = _bind(self.host, self._requested_port)
+            self.port = sock.getsockname()[1]
+            runner = self._runner = _runner(self.app, self.idle_timeout)
+            thread = LoopThread(f"chainkit-local-model:{self.port}", loop_factory=_loop_factory)
             try:
-                self._thread = LoopThread(name, loop_factory=_loop_factory).start()
-                self._thread.run(server.start())
+                self._thread = thread.start()
+                thread.run(_start(runner, sock))
             except Exception as exc:
-                if self._thread is not None:
-                    self._thread.stop()
-                    self._thread = None
+                thread.stop()
+                self._thread = self._runner = None
                 self._cleanup_socket()
                 raise LocalServerError(
                     f"the local model did not start on {self.url}: {exc}; see the log for details"
                 ) from exc
-            self._serving = self._thread.submit(server.serve())
-            self._serving.add_done_callback(_log_failure)
             logger.debug("local model listening on %s", self.base_url)
             return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving: release hanging requests, close connections, free the port."""
         with self._lock:
-            thread, server, serving = self._thread, self._server, self._serving
-            if thread is None or server is None:
+            thread, runner = self._thread, self._runner
+            if thread is None or runner is None:
                 return
-            thread.call(self.app.close)
-            thread.call(server.request_stop)
-            if serving is not None:
-                with contextlib.suppress(BaseException):  # logged by _log_failure
-                    serving.result(timeout)
+            thread.call(self.model.close)  # release hanging requests first
+            try:
+                thread.run(runner.cleanup(), grace=timeout)
+            except Exception:  # pragma: no cover - logged, the thread still stops
+                logger.exception("local model on port %s did not shut down cleanly", self.port)
             thread.stop(timeout)
             if thread.running:  # pragma: no cover - a wedged loop
                 logger.warning("local model thread on port %s did not stop", self.port)
-            self._thread = None
-            self._server = None
-            self._serving = None
+            self._thread = self._runner = None
             self._cleanup_socket()
             logger.debug("local model on port %s stopped", self.port)
 
@@ -176,7 +216,7 @@ class LocalModelServer:
     # -- stats
     def stats(self, *, log: bool = False) -> dict[str, Any]:
         """What ``GET /stats`` returns (with ``log=True``, the request log too)."""
-        data = self.app.stats.snapshot(log=log)
+        data = self.model.stats.snapshot(log=log)
         # round-trip through JSON so callers see exactly what HTTP clients see
         result: dict[str, Any] = orjson.loads(orjson.dumps(data))
         return result
@@ -188,18 +228,11 @@ class LocalModelServer:
 
     def reset_stats(self) -> None:
         """Zero the counters and the log, and forget which requests were seen (faults)."""
-        self.app.stats.reset()
-        self.app._seen.clear()
+        self.model.reset()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LocalModelServer {self.base_url} {state}>"
-
-
-def _log_failure(serving: concurrent.futures.Future[None]) -> None:
-    if not serving.cancelled() and serving.exception() is not None:
-        error = serving.exception()
-        logger.error("local model server stopped with an error", exc_info=error)
 
 
 _shared: LocalModelServer | None = None
@@ -251,33 +284,46 @@ def serve_forever(
     port: int = 8000,
     settings: LocalModelSettings | None = None,
     *,
+    api_key: str | None = None,
+    insecure: bool = False,
+    request_log: bool = False,
+    idle_timeout: float = IDLE_TIMEOUT,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the local model in the foreground until interrupted (the CLI's ``local serve``).
 
     Logs (and passes to ``on_ready``) one line saying where it listens and the
-    environment to point OpenAI clients at it.
+    environment to point OpenAI clients at it. A non-loopback ``host`` needs an
+    ``api_key`` (or ``insecure=True``).
     """
-    app = create_app(settings)
+    check_bind(host, api_key=api_key, insecure=insecure)
+    app = create_app(settings, api_key=api_key, request_log=request_log)
     sock = _bind(host, port)
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown}:{actual}/v1"
+    key = "<your --api-key>" if api_key else DUMMY_API_KEY
     line = (
         f"chainkit local model listening on {base_url}; "
-        f"use OPENAI_BASE_URL={base_url} OPENAI_API_KEY={DUMMY_API_KEY}"
+        f"use OPENAI_BASE_URL={base_url} OPENAI_API_KEY={key}"
     )
     logger.info("%s", line)
-    server = _http_server(app, sock)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        await server.start()
+        stop = asyncio.Event()
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-            loop.add_signal_handler(signal.SIGTERM, server.request_stop)
-        if on_ready is not None:
-            on_ready(line)
-        await server.serve()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        runner = _runner(app, idle_timeout)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+            if on_ready is not None:
+                on_ready(line)
+            await stop.wait()
+            app[MODEL].close()
+        finally:
+            await runner.cleanup()
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory) as runner:

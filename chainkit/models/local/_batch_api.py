@@ -11,10 +11,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from aiohttp import web
 
 from chainkit.models.local._batches import BatchStore
 from chainkit.models.local._files import MAX_FILE_BYTES, FileStore, parse_upload
 from chainkit.models.local._requests import BadRequest, json_body
+from chainkit.models.local._serving import MODEL, read_body, request_settings
 from chainkit.models.local._settings import LocalModelSettings
 
 __all__ = ["BatchApi", "Reply"]
@@ -101,6 +103,39 @@ def _allow(method: str, allowed: str, path: str) -> None:
         raise BadRequest(
             f"Method not allowed: {method} {path} (use {allowed})",
             status=405,
-            headers=[(b"allow", allowed.encode())],
+            headers={"allow": allowed},
             code="method_not_allowed",
         )
+
+
+BATCH_API = web.AppKey("chainkit_local_batch_api", BatchApi)
+
+
+def add_routes(app: web.Application) -> None:
+    """Serve ``/v1/files`` and ``/v1/batches`` (and without ``/v1``); close them at cleanup."""
+    app[BATCH_API] = BatchApi()
+    for prefix in ("/v1", ""):
+        for kind in ("files", "batches"):
+            app.router.add_route("*", f"{prefix}/{kind}", _respond)
+            app.router.add_route("*", f"{prefix}/{kind}/{{rest:.*}}", _respond)
+    app.on_cleanup.append(_close)
+
+
+async def _respond(request: web.Request) -> web.Response:
+    api = request.app[BATCH_API]
+    settings = request_settings(request, request.app[MODEL])
+    limit = api.body_limit(request.method, request.path, settings)
+    body = await read_body(request, limit)
+    status, kind, reply = api.respond(
+        request.method,
+        request.path,
+        query=request.query_string,
+        content_type=request.headers.get("content-type", ""),
+        body=body,
+        settings=settings,
+    )
+    return web.Response(body=reply, status=status, headers={"content-type": kind})
+
+
+async def _close(app: web.Application) -> None:
+    app[BATCH_API].close()

@@ -26,8 +26,10 @@ from itertools import pairwise
 from typing import Any, cast
 
 import orjson
+from aiohttp import web
 
 from chainkit.models.local._requests import BadRequest, _invalid_type, _missing, _model
+from chainkit.models.local._serving import MODEL, json_response, read_json
 from chainkit.models.local._text import STOP_WORDS, count_tokens
 
 __all__ = [
@@ -238,3 +240,14 @@ def embed_tokens(tokens: list[int], dims: int) -> array[float]:
         index, weight = _hashed(b"p\x1f%d\x1f%d" % pair, _PAIR, dims)
         _add(vector, index, weight * (1.0 + math.log(count)))
     return _unit(vector, dims, orjson.dumps(tokens))
+
+
+def add_routes(app: web.Application) -> None:
+    """Serve ``POST /v1/embeddings``."""
+    app.router.add_post("/v1/embeddings", _embeddings)
+
+
+async def _embeddings(request: web.Request) -> web.Response:
+    _, payload = await read_json(request, request.app[MODEL].settings)
+    data, _ = create_embeddings(payload)
+    return json_response(data)

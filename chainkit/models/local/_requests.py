@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from chainkit.models.local._errors import BadRequest, json_body, type_name
 from chainkit.models.local._schema import SchemaValues, json_object
 from chainkit.models.local._text import (
     Analysis,
@@ -58,60 +59,12 @@ _COMPLETION_FIELDS = frozenset((
 _ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 
 
-class BadRequest(Exception):  # noqa: N818 - named after the HTTP status
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        status: int = 400,
-        type_: str = "invalid_request_error",
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
-        self.status = status
-        self.type = type_
-        self.headers = headers or []
-
-    def body(self) -> bytes:
-        return orjson.dumps(
-            {
-                "error": {
-                    "message": self.message,
-                    "type": self.type,
-                    "param": self.param,
-                    "code": self.code,
-                }
-            }
-        )
-
-
 # ------------------------------------------------------------------ validation
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def _invalid_type(param: str, expected: str, value: Any) -> BadRequest:
     return BadRequest(
-        f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)} instead.",
+        f"Invalid type for '{param}': expected {expected}, but got {type_name(value)} instead.",
         param=param,
         code="invalid_type",
     )
@@ -617,21 +570,3 @@ def parse_completion(body: dict[str, Any], default_seed: int) -> Answer:
     if echo:
         answer.echo_prompts = [p for p in prompts for _ in range(n)]
     return answer
-
-
-def json_body(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BadRequest(
-            "We could not parse the JSON body of your request. The API expects "
-            "a JSON payload, but what was sent was not valid JSON."
-        ) from None
-    if not isinstance(payload, dict):
-        raise BadRequest(
-            f"Invalid type for request body: expected an object, but got "
-            f"{_type_name(payload)} instead.",
-            code="invalid_type",
-        )
-    return payload

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiohttp import web
 
 from chainkit.models.local._requests import Answer, BadRequest, Choice, parse_chat
 from chainkit.models.local._responses import Events
 from chainkit.models.local._responses_input import ResponsesRequest, read_responses_request
+from chainkit.models.local._serving import MODEL, SSE_HEADERS, json_response, read_json
 from chainkit.models.local._text import analyse, count_tokens, tokenize
 
 __all__ = ["ResponseResult", "ResponseStore", "ResponsesAPI"]
@@ -404,3 +406,31 @@ def _events(response: dict[str, Any], outputs: list[_Output]) -> Events:
     done = "response.completed" if response["status"] == "completed" else "response.incomplete"
     events.append(event(done, response=response))
     return Events(events, first, tail)
+
+
+RESPONSES = web.AppKey("chainkit_local_responses", ResponsesAPI)
+
+
+def add_routes(app: web.Application) -> None:
+    """Serve ``POST /v1/responses`` and ``GET``/``DELETE /v1/responses/{id}``."""
+    app[RESPONSES] = ResponsesAPI()
+    app.router.add_post("/v1/responses", _create)
+    app.router.add_get("/v1/responses/{rid}", _retrieve)
+    app.router.add_delete("/v1/responses/{rid}", _delete)
+
+
+async def _create(request: web.Request) -> web.Response:
+    settings = request.app[MODEL].settings
+    _, payload = await read_json(request, settings)
+    result = request.app[RESPONSES].create(payload, settings.seed)
+    if not result.stream:
+        return json_response(result.body())
+    return web.Response(body=b"".join(result.events().events), headers=SSE_HEADERS)
+
+
+async def _retrieve(request: web.Request) -> web.Response:
+    return json_response(request.app[RESPONSES].retrieve(request.match_info["rid"]))
+
+
+async def _delete(request: web.Request) -> web.Response:
+    return json_response(request.app[RESPONSES].delete(request.match_info["rid"]))

@@ -21,6 +21,7 @@ from chainkit.errors import ConfigError
 __all__ = [
     "FAULTS_HEADER",
     "FIELD_NAMES",
+    "MAX_DELAY",
     "LatencyDistribution",
     "LocalModelSettings",
     "coerce",
@@ -29,7 +30,9 @@ __all__ = [
 
 FAULTS_HEADER = "x-chainkit-faults"
 _RATES = ("error_rate", "disconnect_rate", "hang_rate", "jitter")
-_DELAYS = ("ttft", "token_delay", "retry_after", "batch_delay", "batch_window")
+_DELAYS = ("ttft", "token_delay", "retry_after")
+_DURATIONS = ("batch_delay", "batch_window")
+MAX_DELAY = 600.0  # seconds: the longest any one wait may be (ttft, token_delay, latency)
 _Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 
 
@@ -113,6 +116,10 @@ class LocalModelSettings:
     - ``max_body_bytes``: larger request bodies get a 413.
     - ``batch_delay``: seconds a batch (``/v1/batches``) takes from creation to
       completion; ``batch_window``: seconds before a batch expires (OpenAI's 24 h).
+
+    Delays are capped: ``ttft``, ``token_delay`` and ``retry_after`` must be at
+    most 600 s (``MAX_DELAY``), and a ``latency`` draw is cut to 600 s. Every wait
+    ends as soon as the client disconnects.
     """
 
     ttft: float = 0.0
@@ -137,7 +144,15 @@ class LocalModelSettings:
             object.__setattr__(self, name, value)
         for name in _DELAYS:
             value = _number(name, getattr(self, name))
-            if not value >= 0.0 or math.isinf(value):
+            if not 0.0 <= value <= MAX_DELAY:
+                raise ConfigError(
+                    f"LocalModelSettings.{name} must be between 0 and {MAX_DELAY:g} seconds, "
+                    f"got {value!r}"
+                )
+            object.__setattr__(self, name, value)
+        for name in _DURATIONS:
+            value = _number(name, getattr(self, name))
+            if not 0.0 <= value < math.inf:
                 raise ConfigError(f"LocalModelSettings.{name} must be >= 0 seconds, got {value!r}")
             object.__setattr__(self, name, value)
         statuses: Any = self.error_statuses

@@ -1,0 +1,206 @@
+"""The local model's server under attack, as a real process (``python -m chainkit.models.local``).
+
+Each test is one finding of issue 12 against the old hand-written HTTP server:
+pipelining behind a slow request, huge or many headers, idle and half-sent
+connections, ``Upgrade`` requests, garbage during a stream, requests whose
+client leaves while they wait, and binding beyond loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "write a poem about tea"}]}
+
+
+@dataclass
+class Proc:
+    url: str
+    port: int
+    proc: subprocess.Popen[str]
+
+
+@contextlib.contextmanager
+def serve(*args: str) -> Iterator[Proc]:
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "chainkit.models.local", "--port", "0", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"OPENAI_BASE_URL=http://([^:]+):(\d+)/v1", line)
+        assert match, line
+        port = int(match.group(2))
+        yield Proc(f"http://127.0.0.1:{port}", port, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        if proc.stderr is not None:
+            rest = proc.stderr.read()
+            proc.stderr.close()
+            assert "Traceback" not in rest, rest
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Proc]:
+    with serve("--idle-timeout", "1", "--request-log") as proc:
+        yield proc
+
+
+def _post(body: dict[str, object], headers: str = "") -> bytes:
+    data = orjson.dumps(body)
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n{headers}"
+    return f"{head}content-length: {len(data)}\r\n\r\n".encode() + data
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    data = b""
+    with contextlib.suppress(TimeoutError, ConnectionResetError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def _in_flight_drops_to_zero(server: Proc) -> bool:
+    for _ in range(200):  # polls until the server has let go (bounded)
+        if httpx.get(f"{server.url}/stats").json()["in_flight"] == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_many_pipelined_requests_behind_a_slow_one(server: Proc) -> None:
+    slow = _post(CHAT, "X-Chainkit-Faults: ttft=0.3\r\n")
+    quick = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(slow + quick * 300)
+        data = b""
+        while data.count(b'{"status":"ok"}') < 300:
+            chunk = sock.recv(65536)
+            assert chunk, "the server dropped the connection"
+            data += chunk
+    statuses = re.findall(rb"HTTP/1.1 (\d+)", data)
+    assert statuses == [b"200"] * 301
+    assert data.index(b"chat.completion") < data.index(b'{"status":"ok"}')
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "x-big: " + "a" * 1_000_000 + "\r\n",
+        "".join(f"x-h{i}: v\r\n" for i in range(500)),
+    ],
+    ids=["a 1 MB header", "500 headers"],
+)
+def test_oversized_headers_are_refused(server: Proc, headers: str) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(f"GET /health HTTP/1.1\r\nhost: x\r\n{headers}\r\n".encode())
+        data = _read_all(sock)
+    assert re.match(rb"HTTP/1\.[01] (400|431) ", data), data[:200]
+    assert httpx.get(f"{server.url}/health").status_code == 200  # others are served
+
+
+@pytest.mark.parametrize(
+    "sent", [b"", b"GET /health HTTP/1.1\r\nhost: x\r\n"], ids=["idle", "half-sent"]
+)
+def test_idle_and_half_sent_connections_are_closed(server: Proc, sent: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(sent)
+        assert sock.recv(1024) == b""  # the server closed it (--idle-timeout 1)
+
+
+def test_upgrade_request_gets_one_plain_answer(server: Proc) -> None:
+    upgrade = _post(CHAT, "Connection: Upgrade\r\nUpgrade: websocket\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+        sock.sendall(upgrade + b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        data = _read_all(sock)
+    assert re.findall(rb"HTTP/1.1 (\d+)", data) == [b"200", b"200"]
+    assert b"400" not in data.split(b"\r\n")[0]
+
+
+def test_garbage_during_a_stream_does_not_corrupt_it(server: Proc) -> None:
+    stream = _post({**CHAT, "stream": True}, "X-Chainkit-Faults: token_delay=0.005\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(stream)
+        first = sock.recv(65536)
+        sock.sendall(b"GARBAGE\r\n\r\n")
+        data = first + _read_all(sock)
+    body, _, after = data.partition(b"\r\n0\r\n\r\n")
+    assert b"data: [DONE]" in body
+    assert not re.search(rb"HTTP/1\.[01] 400", body)
+    assert not after or re.match(rb"HTTP/1\.[01] 400 ", after)
+
+
+@pytest.mark.parametrize(
+    ("header", "stream"),
+    [("ttft=600", False), ("ttft=600", True), ("hang_rate=1", False), ("latency=fixed:600", True)],
+)
+def test_a_client_that_leaves_frees_its_request(server: Proc, header: str, stream: bool) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(_post({**CHAT, "stream": stream}, f"X-Chainkit-Faults: {header}\r\n"))
+        for _ in range(100):
+            if httpx.get(f"{server.url}/stats").json()["in_flight"] == 1:
+                break
+            time.sleep(0.02)
+    assert _in_flight_drops_to_zero(server)
+    log = httpx.get(f"{server.url}/stats?log=1").json()["log"]
+    assert log[-1]["status"] == 499
+
+
+def test_delays_are_capped(server: Proc) -> None:
+    with httpx.Client() as client:
+        headers = {"X-Chainkit-Faults": "ttft=1e9"}
+        response = client.post(f"{server.url}/v1/chat/completions", json=CHAT, headers=headers)
+    assert response.status_code == 400
+    assert "between 0 and 600 seconds" in response.json()["error"]["message"]
+
+
+def test_non_loopback_host_needs_an_api_key() -> None:
+    for argv in (
+        [sys.executable, "-m", "chainkit.models.local", "--host", "0.0.0.0", "--port", "0"],  # noqa: S104
+        [sys.executable, "-m", "chainkit", "local", "serve", "--host", "0.0.0.0", "--port", "0"],  # noqa: S104
+    ):
+        result = subprocess.run(  # noqa: S603 - our own interpreter and module
+            argv, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
+        )
+        assert result.returncode != 0
+        assert "--api-key" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_api_key_is_checked_as_a_bearer_token() -> None:
+    with serve("--host", "0.0.0.0", "--api-key", "s3cret-key") as proc:  # noqa: S104
+        base_url = f"{proc.url}/v1"
+        with openai.OpenAI(base_url=base_url, api_key="wrong", max_retries=0) as client:
+            with pytest.raises(openai.AuthenticationError) as info:
+                client.chat.completions.create(model="m", messages=CHAT["messages"])  # type: ignore[arg-type]
+            assert "s3cret-key" not in str(info.value)
+        with openai.OpenAI(base_url=base_url, api_key="s3cret-key", max_retries=0) as client:
+            reply = client.chat.completions.create(model="m", messages=CHAT["messages"])  # type: ignore[arg-type]
+        assert reply.choices[0].message.content
+        assert httpx.get(f"{proc.url}/health").status_code == 200
+        assert httpx.get(f"{proc.url}/stats").status_code == 401
+
+
+def test_insecure_binds_without_a_key() -> None:
+    with serve("--host", "0.0.0.0", "--insecure") as proc:  # noqa: S104
+        assert httpx.get(f"{proc.url}/health").status_code == 200
