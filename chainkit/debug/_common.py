@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chainkit.debug._text import json_preview
+from chainkit.debug._text import json_preview, printable
 from chainkit.errors import TraceError, UserError, close_matches
 from chainkit.trace import Run, Trace
 
@@ -26,6 +27,9 @@ __all__ = [
     "tree_rows",
 ]
 
+log = logging.getLogger("chainkit.debug")
+_DAMAGE_SHOWN = 5
+
 TraceLike = Trace | str | os.PathLike[str]
 """A :class:`~chainkit.trace.Trace`, or the path of a JSONL trace file."""
 
@@ -38,6 +42,15 @@ def as_trace(trace: TraceLike) -> Trace:
         loaded = Trace.load(trace)
         if not loaded.headers and not loaded.runs and not loaded.events:
             raise TraceError(_not_a_trace(Path(trace)))
+        damage = loaded.damage
+        for problem in damage[:_DAMAGE_SHOWN]:
+            log.warning("trace %s is damaged: %s", printable(str(trace)), printable(problem))
+        if len(damage) > _DAMAGE_SHOWN:
+            log.warning(
+                "trace %s is damaged: %d more problems like these",
+                printable(str(trace)),
+                len(damage) - _DAMAGE_SHOWN,
+            )
         return loaded
     raise UserError(
         f"expected a chainkit.trace.Trace or the path of a trace file, got {type(trace).__name__}"

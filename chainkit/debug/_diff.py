@@ -24,7 +24,7 @@ from rich.text import Text
 
 from chainkit.debug._common import TraceLike, as_trace, fmt_ms, inputs_hint, preview
 from chainkit.debug._terminal import _View
-from chainkit.trace import Run, Trace, TraceSummary
+from chainkit.trace import Run, Trace, TraceSummary, to_jsonable
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -252,7 +252,7 @@ class TraceDiff(_View):
             table.add_column(column, justify="right", no_wrap=True, min_width=6)
         for t in shown:
             table.add_row(
-                _short(t.path),
+                Text(_short(t.path)),  # run names from the files: text, not markup
                 fmt_ms(t.latency_a),
                 fmt_ms(t.latency_b),
                 _change(t.latency_a, t.latency_b),
@@ -300,7 +300,9 @@ def _summary_dict(s: TraceSummary) -> dict[str, Any]:
 
 
 def _canon(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    return orjson.dumps(  # to_jsonable caps nesting: a file's data may nest 1,000 deep
+        to_jsonable(value), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str
+    )
 
 
 def _by_start(runs: list[Run]) -> list[Run]:
@@ -362,7 +364,7 @@ def _output_text(run: Run) -> str:
     if isinstance(run.outputs, str):
         return run.outputs
     return orjson.dumps(
-        run.outputs, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2, default=str
+        to_jsonable(run.outputs), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2, default=str
     ).decode()
 
 
@@ -384,17 +386,29 @@ class _Differ:
         self.events = bool(a.events) and bool(b.events)
 
     def level(self, a_runs: list[Run], b_runs: list[Run], prefix: str, *, roots: bool) -> None:
-        names_a, names_b = _names(a_runs, roots=roots), _names(b_runs, roots=roots)
-        for ra, rb in _pair(a_runs, b_runs, roots=roots):
-            name = names_a[id(ra)] if ra is not None else names_b[id(rb)]
-            path = f"{prefix}/{name}" if prefix else name
-            if ra is None and rb is not None:
-                self.result.structure.append(RunChange(path, "added", self._outcome(rb)))
-            elif rb is None and ra is not None:
-                self.result.structure.append(RunChange(path, "removed", self._outcome(ra)))
-            elif ra is not None and rb is not None:
-                self.compare(ra, rb, path, root=roots)
-                self.level(ra.children, rb.children, path, roots=False)
+        """Compare two sibling lists and, level by level, everything below them.
+
+        Iterative (a tree 600 deep is fine) and each run once (a damaged file whose
+        parents loop still ends)."""
+        seen: set[int] = set()
+        pending: list[tuple[list[Run], list[Run], str, bool]] = [(a_runs, b_runs, prefix, roots)]
+        while pending:
+            a_level, b_level, at, top = pending.pop()
+            names_a, names_b = _names(a_level, roots=top), _names(b_level, roots=top)
+            below: list[tuple[list[Run], list[Run], str, bool]] = []
+            for ra, rb in _pair(a_level, b_level, roots=top):
+                name = names_a[id(ra)] if ra is not None else names_b[id(rb)]
+                path = f"{at}/{name}" if at else name
+                if ra is None and rb is not None:
+                    self.result.structure.append(RunChange(path, "added", self._outcome(rb)))
+                elif rb is None and ra is not None:
+                    self.result.structure.append(RunChange(path, "removed", self._outcome(ra)))
+                elif ra is not None and rb is not None and not {id(ra), id(rb)} & seen:
+                    seen.add(id(ra))
+                    seen.add(id(rb))
+                    self.compare(ra, rb, path, root=top)
+                    below.append((ra.children, rb.children, path, False))
+            pending.extend(reversed(below))  # depth first, siblings in order, as before
 
     @staticmethod
     def _outcome(run: Run) -> str:

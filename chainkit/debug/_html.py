@@ -20,7 +20,7 @@ import orjson
 from chainkit.debug._common import TraceLike, as_trace, inputs_hint, origin, tree_rows
 from chainkit.debug._text import event_preview
 from chainkit.errors import TraceError
-from chainkit.trace import CustomEvent, Retry, Run, Trace
+from chainkit.trace import CustomEvent, Retry, Run, Trace, to_jsonable
 
 __all__ = ["Viewer", "render_html", "viewer_payload", "write_html"]
 
@@ -119,12 +119,12 @@ def _run_entry(run: Run, depth: int, parent: int, t0: float) -> dict[str, Any]:
 
 def _run_detail(run: Run, events: list[list[Any]]) -> dict[str, Any]:
     start = run.start if run.start is not None else (run.chunks[0][0] if run.chunks else 0.0)
-    detail: dict[str, Any] = {
-        "in": run.inputs,
-        "out": run.outputs,
-        "tags": run.tags,
-        "meta": run.metadata,
-        "usage": run.usage,
+    detail: dict[str, Any] = {  # to_jsonable caps nesting: a file's data may nest 1,000 deep
+        "in": to_jsonable(run.inputs),
+        "out": to_jsonable(run.outputs),
+        "tags": to_jsonable(run.tags),
+        "meta": to_jsonable(run.metadata),
+        "usage": to_jsonable(run.usage),
         "ch": [[round((t - start) * 1000, 3), text] for t, text in run.chunks],
         "ev": events,
     }
@@ -155,7 +155,7 @@ def _events_by_run(trace: Trace, t0: float) -> dict[str, list[list[Any]]]:
                 what += f" after {record.error_type}: {record.message or ''}".rstrip(": ")
             by_run[record.run_id].append([_ms(record.t, t0), "retry", "", what])
         elif isinstance(record, CustomEvent):
-            data = orjson.dumps(record.data, default=str).decode()[:EVENT_PREVIEW]
+            data = orjson.dumps(to_jsonable(record.data), default=str).decode()[:EVENT_PREVIEW]
             by_run[record.run_id].append([_ms(record.t, t0), "custom", record.name, data])
     for events in by_run.values():
         events.sort(key=lambda e: e[0] if e[0] is not None else 0.0)

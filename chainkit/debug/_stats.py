@@ -108,14 +108,14 @@ class TraceStats(_View):
             ("time to first chunk", str(s.ttft)),
             ("model time to first chunk", str(s.model_ttft)),
         ):
-            table.add_row(label, value)
+            table.add_row(label, Text(value))  # kinds come from the file: text, not markup
         yield table
         if self.error_types:
             errors = Table(title="errors by type", title_justify="left", box=None, padding=(0, 2))
             errors.add_column("type", style="red")
             errors.add_column("runs", justify="right")
             for name, count in self.error_types.most_common():
-                errors.add_row(name, str(count))
+                errors.add_row(Text(name), str(count))  # Text: trace data is never markup
             yield errors
         yield self._name_table()
 
@@ -127,8 +127,8 @@ class TraceStats(_View):
             table.add_column(column, justify="right", no_wrap=True)
         for n in self.by_name:
             table.add_row(
-                n.name,
-                n.kind,
+                Text(n.name),  # Text: a name like "extract [/] step" is not markup
+                Text(n.kind),
                 str(n.runs),
                 Text(str(n.errors), style="red" if n.errors else ""),
                 str(n.chunks),

@@ -31,7 +31,7 @@ from chainkit.debug._common import (
     select_run,
     tree_rows,
 )
-from chainkit.debug._text import event_phase, event_preview
+from chainkit.debug._text import event_phase, event_preview, printable_segments
 from chainkit.trace import Chunk, CustomEvent, Retry, Run, RunEnded, RunFailed, RunStarted, Trace
 
 if TYPE_CHECKING:
@@ -101,7 +101,10 @@ class _View:
         raise NotImplementedError
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield from self._render(options.max_width)
+        # Trace data may hold terminal escapes: the rendered text is made printable
+        # here, once, for every view (terminal, text, notebook HTML).
+        for renderable in self._render(options.max_width):
+            yield from printable_segments(console.render(renderable, options))
 
     def text(self, width: int = 100) -> str:
         """The view as plain text, ``width`` columns wide."""
@@ -163,6 +166,11 @@ def _header(trace: Trace) -> Text:
     if trace.path is not None:
         header.append(f" {trace.path}", style="dim")
     header.append(f"  {summary}", style="dim")
+    damage = trace.damage
+    for problem in damage[:5]:
+        header.append(f"\ndamaged: {problem}", style="red")
+    if len(damage) > 5:
+        header.append(f"\ndamaged: {len(damage) - 5} more problems like these", style="red")
     return header
 
 

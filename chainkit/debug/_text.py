@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
+from rich.segment import Segment
 
 from chainkit.trace import message_text, to_jsonable
 
-__all__ = ["chunk_text", "event_phase", "event_preview", "json_preview"]
+__all__ = [
+    "chunk_text",
+    "event_phase",
+    "event_preview",
+    "json_preview",
+    "printable",
+    "printable_segments",
+]
+
+# Every character that could act on a terminal rather than show: C0 controls but the
+# newline (ESC starts colour, title, link and screen-clearing sequences), DEL, the C1
+# controls (U+009B is a one-byte CSI), and Unicode's bidirectional overrides (they
+# reorder what a reader sees). Each shows as its Python escape, e.g. ``\x1b``.
+_UNPRINTABLE = [*range(0x0A), *range(0x0B, 0x20), *range(0x7F, 0xA0)]
+_BIDI = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES = {code: f"\\x{code:02x}" for code in _UNPRINTABLE} | {
+    code: f"\\u{code:04x}" for code in _BIDI
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character, terminal escape and bidi override shown
+    as its escape (``\\x1b``), so that printing it cannot drive the terminal."""
+    return text.translate(_ESCAPES)
+
+
+def printable_segments(segments: Iterable[Segment]) -> Iterator[Segment]:
+    """Rich segments with their text made :func:`printable` (Rich's own control
+    segments, e.g. cursor moves, are kept). Colours are styles, not text, so they stay."""
+    for segment in segments:
+        text = segment.text
+        if segment.control is None and not text.isprintable() and text != "\n":
+            yield Segment(printable(text), segment.style, None)
+        else:
+            yield segment
 
 
 def json_preview(value: Any, limit: int = 80) -> str:

@@ -126,11 +126,19 @@ class Run:
     @property
     def first_chunk_time(self) -> float | None:
         """When the first chunk with text arrived, in this run or any run below it."""
-        own = next((t for t, text in self.chunks if text), None)
-        if own is not None or not self.children:
-            return own
-        times = [t for child in self.children if (t := child.first_chunk_time) is not None]
-        return min(times, default=None)
+        first: float | None = None
+        stack, seen = [self], {id(self)}
+        while stack:  # iterative: a tree of any depth (or a damaged, looping one) is safe
+            run = stack.pop()
+            own = next((t for t, text in run.chunks if text), None)
+            if own is not None:  # a run's own chunks speak for it; its children are not asked
+                first = own if first is None or own < first else first
+                continue
+            for child in run.children:
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append(child)
+        return first
 
     @property
     def ttft(self) -> float | None:
@@ -168,12 +176,17 @@ class Run:
     # -- tree ----------------------------------------------------------------
 
     def walk(self) -> Iterator[tuple[int, Run]]:
-        """This run and every run below it, depth first, with their depth."""
+        """This run and every run below it, depth first, with their depth; each once, so a
+        damaged file whose parents loop still ends."""
         stack: list[tuple[int, Run]] = [(0, self)]
+        seen = {id(self)}
         while stack:
             depth, run = stack.pop()
             yield depth, run
-            stack.extend((depth + 1, child) for child in reversed(run.children))
+            for child in reversed(run.children):
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((depth + 1, child))
 
     @property
     def total_usage(self) -> dict[str, int]:

@@ -410,13 +410,65 @@ class Trace:
 
     @property
     def roots(self) -> list[Run]:
-        """The top-level runs: those whose parent is not in this trace."""
+        """The top-level runs: those whose parent is not in this trace.
+
+        A damaged file can hold runs whose parents loop (a -> b -> a): no run of the
+        loop has a parent outside it, so none would be a root and the loop would not
+        show at all. The earliest run of each such loop is a root too (see
+        :attr:`damage`); every walk of the tree visits each run once.
+        """
         with self._lock:
-            return [
-                r
-                for r in self._run_list
-                if r.parent_run_id is None or r.parent_run_id not in self._runs
+            roots, loops = self._roots_and_loops()
+            return roots + loops
+
+    def _roots_and_loops(self) -> tuple[list[Run], list[Run]]:
+        roots = [
+            r
+            for r in self._run_list
+            if r.parent_run_id is None or r.parent_run_id not in self._runs
+        ]
+        reached: set[int] = set()
+        for root in roots:
+            reached.update(id(run) for _, run in root.walk())
+        loops: list[Run] = []
+        if len(reached) < len(self._run_list):
+            order = {id(run): i for i, run in enumerate(self._run_list)}
+            for run in self._run_list:
+                if id(run) in reached:
+                    continue
+                chain: dict[int, Run] = {}  # up the parents from an unreached run to its loop
+                at: Run | None = run
+                while at is not None and id(at) not in chain:
+                    chain[id(at)] = at
+                    at = self._runs.get(at.parent_run_id) if at.parent_run_id else None
+                if at is None:  # pragma: no cover - such a run has a root and was reached
+                    continue
+                members = list(chain.values())
+                loop = members[[id(m) for m in members].index(id(at)) :]
+                entry = min(loop, key=lambda r: order[id(r)])  # the loop's earliest started run
+                loops.append(entry)
+                reached.update(id(r) for _, r in entry.walk())
+        return roots, loops
+
+    @property
+    def damage(self) -> list[str]:
+        """What is wrong with this trace's run tree, one line each (empty when whole):
+        runs whose parent is not in the trace (shown as top-level runs) and loops of
+        parents (shown from their earliest run)."""
+        with self._lock:
+            _, loops = self._roots_and_loops()
+            problems = [
+                f"run {run.run_id[:8]} ({run.name!r}) names a parent "
+                f"{run.parent_run_id[:8]!r} that is not in the trace"
+                for run in self._run_list
+                if run.parent_run_id is not None and run.parent_run_id not in self._runs
             ]
+            problems.extend(
+                f"run {run.run_id[:8]} ({run.name!r}) is in a loop of parents "
+                f"(each is its own ancestor)"
+                for run in loops
+            )
+            return problems
 
     @property
     def events(self) -> list[dict[str, Any]]:
