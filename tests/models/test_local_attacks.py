@@ -204,3 +204,96 @@ def test_api_key_is_checked_as_a_bearer_token() -> None:
 def test_insecure_binds_without_a_key() -> None:
     with serve("--host", "0.0.0.0", "--insecure") as proc:  # noqa: S104
         assert httpx.get(f"{proc.url}/health").status_code == 200
+
+
+def _schema_request(schema: dict[str, object]) -> dict[str, object]:
+    return {
+        **CHAT,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "needle"),
+    [
+        (
+            {"model": "m", "prompt": [f"p{i}" for i in range(5000)], "n": 128},
+            "n",
+            "640000 choices",
+        ),
+        ({**CHAT, "max_tokens": 10**9}, "max_tokens", "max_tokens is too large"),
+        (
+            _schema_request({"type": "array", "minItems": 300000}),
+            "response_format.json_schema.schema",
+            "'minItems' is 300000",
+        ),
+        (
+            _schema_request({"type": "object", "properties": {"s": {"minLength": 20_000_000}}}),
+            "response_format.json_schema.schema",
+            "'minLength' is 20000000 (property 's')",
+        ),
+        (
+            _schema_request({"type": "object", "minProperties": 10**6}),
+            "response_format.json_schema.schema",
+            "'minProperties' is 1000000",
+        ),
+        (
+            _schema_request(
+                {"type": "array", "minItems": 1000, "items": {"type": "string", "minLength": 99999}}
+            ),
+            "response_format.json_schema.schema",
+            "would exceed",
+        ),
+        (
+            _schema_request(
+                {
+                    "type": "object",
+                    "properties": {
+                        "v": {"type": "integer", "multipleOf": 1e-308, "minimum": 1e308}
+                    },
+                }
+            ),
+            "response_format.json_schema.schema",
+            "no 64-bit integer",
+        ),
+        (
+            {
+                **CHAT,
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "parameters": {"type": "object", "minProperties": 5000},
+                        },
+                    }
+                ],
+            },
+            "tools[0].function.parameters",
+            "'minProperties' is 5000",
+        ),
+    ],
+    ids=["n x prompts", "max_tokens", "minItems", "minLength", "minProperties", "total", "int",
+         "tool"],
+)  # fmt: skip
+def test_work_per_request_is_limited(
+    server: Proc, body: dict[str, object], param: str, needle: str
+) -> None:
+    path = "/v1/completions" if "prompt" in body else "/v1/chat/completions"
+    response = httpx.post(f"{server.url}{path}", json=body, timeout=30)
+    assert response.status_code == 400, response.text[:300]
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert needle in error["message"]
+
+
+def test_a_huge_multiple_of_a_tiny_step_is_answered(server: Proc) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"v": {"type": "number", "multipleOf": 1e-308, "minimum": 1e308}},
+        "required": ["v"],
+    }
+    response = httpx.post(f"{server.url}/v1/chat/completions", json=_schema_request(schema))
+    assert response.status_code == 200
+    value = orjson.loads(response.json()["choices"][0]["message"]["content"])["v"]
+    assert value >= 1e308

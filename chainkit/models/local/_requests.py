@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # as OpenAI's legacy completions endpoint
+MAX_COMPLETION_TOKENS = 65_536  # what the local model's "models" support
+MAX_CHOICES = 128  # n x prompts per request
 
 # fmt: off
 _CHAT_FIELDS = frozenset((
@@ -95,6 +97,18 @@ def _opt_int(body: dict[str, Any], name: str, lo: int, hi: int | None = None) ->
             f"but got {value} instead.",
             param=name,
             code="integer_above_max_value",
+        )
+    return value
+
+
+def _max_tokens(body: dict[str, Any], name: str, lo: int) -> int | None:
+    value = _opt_int(body, name, lo)
+    if value is not None and value > MAX_COMPLETION_TOKENS:
+        raise BadRequest(
+            f"{name} is too large: {value}. This model supports at most "
+            f"{MAX_COMPLETION_TOKENS} completion tokens, whereas you provided {value}.",
+            param=name,
+            code="invalid_value",
         )
     return value
 
@@ -306,9 +320,9 @@ def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
     stream = _opt_bool(body, "stream")
     include_usage = _include_usage(body, stream)
     n = _opt_int(body, "n", 1, 128) or 1
-    max_tokens = _opt_int(body, "max_completion_tokens", 1)
+    max_tokens = _max_tokens(body, "max_completion_tokens", 1)
     if max_tokens is None:
-        max_tokens = _opt_int(body, "max_tokens", 1)
+        max_tokens = _max_tokens(body, "max_tokens", 1)
     temperature = _opt_number(body, "temperature", 0, 2)
     _opt_number(body, "top_p", 0, 1)
     _opt_number(body, "presence_penalty", -2, 2)
@@ -460,7 +474,8 @@ def _tool_call(
         tool = _best_tool(tools, analysis)
     function = tool["function"]
     schema = function.get("parameters") or {"type": "object", "properties": {}}
-    args = SchemaValues(schema, analysis, rng).value(schema)
+    param = f"tools[{tools.index(tool)}].function.parameters"
+    args = SchemaValues(schema, analysis, rng, param).value(schema)
     if not isinstance(args, dict):
         args = {}
     call_id = f"call_{stable_seed('call', salt, function['name']):016x}"
@@ -540,9 +555,17 @@ def parse_completion(body: dict[str, Any], default_seed: int) -> Answer:
     n = _opt_int(body, "n", 1, 128) or 1
     _opt_int(body, "best_of", 1, 20)
     _opt_int(body, "logprobs", 0, 5)
-    max_tokens = _opt_int(body, "max_tokens", 0)
+    max_tokens = _max_tokens(body, "max_tokens", 0)
     if max_tokens is None:
         max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS
+    if n * len(prompts) > MAX_CHOICES:
+        raise BadRequest(
+            f"Invalid 'n': {n} completions for each of {len(prompts)} prompts make "
+            f"{n * len(prompts)} choices; the local model writes at most {MAX_CHOICES} per "
+            f"request. Send fewer prompts per request or a smaller n.",
+            param="n",
+            code="invalid_value",
+        )
     temperature = _opt_number(body, "temperature", 0, 2)
     _opt_number(body, "top_p", 0, 1)
     _opt_number(body, "presence_penalty", -2, 2)

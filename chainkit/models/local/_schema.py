@@ -18,11 +18,18 @@ import re
 import uuid
 from typing import Any
 
+from chainkit.models.local._errors import BadRequest
 from chainkit.models.local._text import Analysis, Rng, title_case, write
 
 __all__ = ["SchemaValues", "json_object"]
 
 _MAX_DEPTH = 8
+# Limits on the work one schema may ask for (each beyond is a 400 naming the keyword)
+MAX_ITEMS = 1_000  # minItems
+MAX_STRING = 100_000  # minLength, in characters
+MAX_PROPERTIES = 1_000  # minProperties
+MAX_VALUE_CHARS = 2_000_000  # all strings of one answer together
+_INT64 = 2**63 - 1
 _OPTIONAL_DEPTH = 2  # below this depth, optional fields are omitted and Optional ones null
 _TEXT_FIELDS = (
     "summary", "description", "content", "text", "body", "answer", "explanation",
@@ -40,8 +47,16 @@ _QUOTED_RE = re.compile(
 class SchemaValues:
     """Generate values for schemas rooted at ``root`` (for ``$ref`` lookups)."""
 
-    def __init__(self, root: dict[str, Any], analysis: Analysis, rng: random.Random) -> None:
+    def __init__(
+        self,
+        root: dict[str, Any],
+        analysis: Analysis,
+        rng: random.Random,
+        param: str = "response_format.json_schema.schema",
+    ) -> None:
         self.root = root
+        self.param = param
+        self._chars = 0
         self.a = analysis
         self.rng = rng
         self._numbers = [float(n) for n in analysis.numbers]
@@ -147,7 +162,7 @@ class SchemaValues:
             # fields that are not required are filled too, near the top
             if key in required or depth < _OPTIONAL_DEPTH:
                 result[key] = self.value(sub, key, depth + 1)
-        min_props = schema.get("minProperties")
+        min_props = self._limit(schema, "minProperties", MAX_PROPERTIES, name)
         extra = schema.get("additionalProperties")
         if isinstance(min_props, int) and len(result) < min_props and extra is not False:
             sub = extra if isinstance(extra, dict) else {"type": "string"}
@@ -157,9 +172,9 @@ class SchemaValues:
 
     def _array(self, schema: dict[str, Any], name: str, depth: int) -> list[Any]:
         items = schema.get("items", {})
-        lo = schema.get("minItems", 0)
+        lo = self._limit(schema, "minItems", MAX_ITEMS, name) or 0
         hi = schema.get("maxItems")
-        lo = lo if isinstance(lo, int) and lo >= 0 else 0
+        lo = lo if lo >= 0 else 0
         want = self.a.quantity or (len(self.a.keywords) if _is_word_list(name) else 3)
         want = max(lo, min(want, 5))
         if isinstance(hi, int):
@@ -171,7 +186,7 @@ class SchemaValues:
             and ("enum" not in item_schema)
         ):
             words = self._words_list(want)
-            return [self._fit_string(w, item_schema) for w in words]
+            return [self._fit_string(w, item_schema, name) for w in words]
         if isinstance(schema.get("prefixItems"), list):
             return [self.value(s, name, depth + 1) for s in schema["prefixItems"]]
         values = [self.value(items, _singular(name), depth + 1) for _ in range(want)]
@@ -236,25 +251,59 @@ class SchemaValues:
             text = proper[0] if proper else "Paris"
         else:
             text = self.a.topic
-        return self._fit_string(text, schema)
+        return self._fit_string(text, schema, name)
 
     def _sentence(self) -> str:
         if self._text is None:
             self._text = write(self.a, Rng(self.rng.getrandbits(64)))
         return self._text
 
-    def _fit_string(self, text: str, schema: dict[str, Any]) -> str:
-        lo = schema.get("minLength")
+    def _limit(self, schema: dict[str, Any], keyword: str, limit: int, name: str) -> int | None:
+        """``schema[keyword]`` as an int, or a 400 when above ``limit``."""
+        value = schema.get(keyword)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        if value > limit:
+            where = f" (property {name!r})" if name else ""
+            raise BadRequest(
+                f"Invalid schema for {self.param}: '{keyword}' is {value}{where}; the local "
+                f"model writes at most {limit}. Lower it.",
+                param=self.param,
+                code="invalid_value",
+            )
+        return value
+
+    def _fit_string(self, text: str, schema: dict[str, Any], name: str = "") -> str:
+        lo = self._limit(schema, "minLength", MAX_STRING, name)
         hi = schema.get("maxLength")
         if isinstance(hi, int) and len(text) > hi:
             text = text[:hi].rstrip() if hi > 0 else ""
         if isinstance(lo, int) and len(text) < lo:
             text = (text + " " + self.a.topic * lo)[:lo] if lo > 0 else text
             text = text.ljust(lo, ".")
+        self._chars += len(text)
+        if self._chars > MAX_VALUE_CHARS:
+            raise BadRequest(
+                f"Invalid schema for {self.param}: its answer would exceed "
+                f"{MAX_VALUE_CHARS} characters (many or long strings). Ask for less.",
+                param=self.param,
+                code="invalid_value",
+            )
         return text
 
     def _integer(self, schema: dict[str, Any], name: str, depth: int) -> int:
-        return int(self._numeric(schema, name, integer=True))
+        value = self._numeric(schema, name, integer=True)
+        if not -_INT64 <= value <= _INT64:
+            where = f" for property {name!r}" if name else ""
+            raise BadRequest(
+                f"Invalid schema for {self.param}: no 64-bit integer fits its bounds{where} "
+                f"(minimum/maximum/multipleOf). Use smaller numbers.",
+                param=self.param,
+                code="invalid_value",
+            )
+        return int(value)
 
     def _number(self, schema: dict[str, Any], name: str, depth: int) -> float:
         return float(self._numeric(schema, name, integer=False))
@@ -292,7 +341,16 @@ class SchemaValues:
                 value = float(math.floor(hi))
         multiple = schema.get("multipleOf")
         if isinstance(multiple, int | float) and not isinstance(multiple, bool) and multiple > 0:
-            value = math.ceil(value / multiple) * multiple
+            steps = value / multiple
+            if math.isfinite(steps) and abs(steps) < 2**53:  # else every float is a multiple
+                value = math.ceil(steps) * multiple
+        if not math.isfinite(value):
+            raise BadRequest(
+                f"Invalid schema for {self.param}: no finite number fits the bounds of "
+                f"{name or 'a number'!r}. Use smaller numbers.",
+                param=self.param,
+                code="invalid_value",
+            )
         return value
 
     def _null(self, schema: dict[str, Any], name: str, depth: int) -> None:
