@@ -126,9 +126,11 @@ class Stopper:
         self._task = asyncio.current_task()
 
     def stop(self, error: BaseException) -> None:
-        """Cancel the watched task because of ``error`` (the first error is kept)."""
-        if self.error is None:
-            self.error = error
+        """Cancel the watched task because of ``error``; later errors are dropped (the task
+        is stopping already: another cancellation would cut its clean-up short)."""
+        if self.error is not None:
+            return
+        self.error = error
         task = self._task
         if task is not None and not task.done():
             self._cancels += 1
