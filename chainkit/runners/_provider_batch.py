@@ -85,17 +85,6 @@ class BatchRequestError(ChainkitRunError):
         detail = f" ({code})" if code else ""
         super().__init__(f"batch {batch_id}: {message}{detail}")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.batch_id, str(self), self.status, self.code, self.transient))
-
-
-def _rebuild(
-    batch_id: str, text: str, status: int | None, code: str | None, transient: bool
-) -> BatchRequestError:
-    error = BatchRequestError(batch_id, "", status=status, code=code, transient=transient)
-    error.args = (text,)
-    return error
-
 
 class BatchProvider(Protocol):
     """A provider's batch API, as the executor uses it (all calls may raise SDK errors)."""
