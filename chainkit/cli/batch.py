@@ -23,18 +23,19 @@ class StrategyChoice(StrEnum):
 class BackendChoice(StrEnum):
     local = "local"
     ray = "ray"
+    openai_batch = "openai-batch"
+
+
+JOB_COMMANDS = ("status", "cancel")  # chainkit batch status|cancel --output FILE
 
 
 @app.command("batch")
 def batch(
-    chain: Annotated[str, typer.Argument(help="Chain name (`chainkit chains` lists them).")],
-    input_path: Annotated[
-        Path,
-        typer.Option(
-            "--input",
-            "-i",
-            help="JSONL file: one JSON object of template variables per line "
-            '(an "id" field, when present, names the record).',
+    chain: Annotated[
+        str,
+        typer.Argument(
+            help="Chain name (`chainkit chains` lists them); or `status` / `cancel` with "
+            "--output: show or cancel the provider batches behind a results file."
         ),
     ],
     output: Annotated[
@@ -43,6 +44,15 @@ def batch(
             "--output", "-o", help="JSONL result file: a header line, then one record per input."
         ),
     ],
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="JSONL file: one JSON object of template variables per line "
+            '(an "id" field, when present, names the record).',
+        ),
+    ] = None,
     max_concurrency: Annotated[
         int, typer.Option("--max-concurrency", "-c", help="Items in flight at most.")
     ] = 8,
@@ -92,9 +102,31 @@ def batch(
     backend: Annotated[
         BackendChoice,
         typer.Option(
-            help="Where items run: this process, or a Ray cluster (pip install 'chainkit[ray]')."
+            help="Where items run: this process, a Ray cluster (pip install 'chainkit[ray]'), "
+            "or the provider's Batch API (openai-batch: half the price, results within 24 h)."
         ),
     ] = BackendChoice.local,
+    batch_max_requests: Annotated[
+        int,
+        typer.Option(
+            "--batch-max-requests", min=1, help="With --backend openai-batch: requests per file."
+        ),
+    ] = 50_000,
+    batch_max_mb: Annotated[
+        float,
+        typer.Option(
+            "--batch-max-mb", min=0.001, help="With --backend openai-batch: MB per batch file."
+        ),
+    ] = 200.0,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            "--poll-interval",
+            min=0.001,
+            help="With --backend openai-batch: seconds before the first look at a batch "
+            "(growing to 60 s).",
+        ),
+    ] = 5.0,
     ray_address: Annotated[
         str | None,
         typer.Option(
@@ -127,6 +159,20 @@ def batch(
     from chainkit.chains import get_chain
     from chainkit.runners import BatchOptions, Limits, RetryPolicy, run_batch
 
+    if chain in JOB_COMMANDS:
+        return _batch_jobs(chain, output)
+    if input_path is None:
+        raise typer.BadParameter("missing option '--input' (a JSONL file of inputs)")
+    provider = None
+    if backend is BackendChoice.openai_batch:
+        from chainkit.runners import ProviderBatchSettings
+
+        provider = ProviderBatchSettings(
+            max_requests=batch_max_requests,
+            max_bytes=max(1024, int(batch_max_mb * 1024 * 1024)),
+            poll_interval=poll_interval,
+            poll_max=max(60.0, poll_interval),
+        )
     runnable: Any
     if backend is BackendChoice.ray:  # each worker builds the chain by name
         from chainkit.runners import ChainRecipe
@@ -157,8 +203,15 @@ def batch(
         backend=backend.value,
         ray_address=ray_address,
         workers=workers,
+        provider=provider,
     )
-    report = asyncio.run(run_batch(runnable, input_path, options=options))
+    try:
+        report = asyncio.run(run_batch(runnable, input_path, options=options))
+    except KeyboardInterrupt:
+        if provider is None:
+            raise
+        typer.echo(_still_running(output), err=True)
+        raise typer.Exit(130) from None
     if json_report:
         typer.echo(json.dumps(report.to_dict(), default=str))
     else:
@@ -172,3 +225,25 @@ def batch(
             )
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _still_running(output: Path) -> str:
+    """The one line Ctrl-C prints for a provider batch: its batches keep running."""
+    from chainkit.runners._batch_journal import journal_path, read_journal
+
+    running = [e for e in read_journal(journal_path(output)) if e.batch_id and not e.collected]
+    return (
+        f"chainkit: interrupted; {len(running)} batches keep running at the provider: rerun "
+        f"the same command with --resume to collect them, or cancel them with "
+        f"chainkit batch cancel --output {output}"
+    )
+
+
+def _batch_jobs(command: str, output: Path) -> int:
+    """``chainkit batch status|cancel --output FILE``."""
+    from chainkit.runners._provider_report import batch_jobs, cancel_batch_jobs, format_jobs
+
+    run = cancel_batch_jobs if command == "cancel" else batch_jobs
+    jobs = asyncio.run(run(output))
+    typer.echo(format_jobs(jobs))
+    return EXIT_FAILED if any(job.state is None for job in jobs) else EXIT_OK

@@ -16,14 +16,20 @@
   backoff with full jitter, ``Retry-After`` honoured), per-attempt timeout;
 - a resumable JSONL output (``resume=True``), a progress bar, a :class:`BatchReport`;
 - ``backend="ray"``: the same batch on a Ray cluster (:func:`run_batch_ray`;
-  ``pip install 'chainkit[ray]'``).
+  ``pip install 'chainkit[ray]'``);
+- ``backend="openai-batch"``: the same batch through the provider's Batch API
+  (half the price, results within 24 h; :class:`ProviderBatchSettings`,
+  :class:`ProviderBatchReport` with the estimated cost, a :class:`Price` table).
 """
 
 from __future__ import annotations
 
 from chainkit.runners._options import STRATEGIES, BatchKwargs, BatchOptions, Limits
 from chainkit.runners._output import read_header, read_results
+from chainkit.runners._prices import PRICES, Price
 from chainkit.runners._progress import ProgressSink, Snapshot
+from chainkit.runners._provider_batch import ProviderBatchSettings
+from chainkit.runners._provider_report import ProviderBatchReport
 from chainkit.runners._ray import RayBatchReport, run_batch_ray
 from chainkit.runners._ray_pool import release_ray_workers
 from chainkit.runners._ray_transport import ChainRecipe
@@ -33,6 +39,7 @@ from chainkit.runners._retry import RetryPolicy, classify_error
 from chainkit.runners._runner import ResultStream, iter_results, run_batch, run_batch_sync
 
 __all__ = [
+    "PRICES",
     "STRATEGIES",
     "BatchKwargs",
     "BatchOptions",
@@ -40,7 +47,10 @@ __all__ = [
     "ChainRecipe",
     "ErrorInfo",
     "Limits",
+    "Price",
     "ProgressSink",
+    "ProviderBatchReport",
+    "ProviderBatchSettings",
     "RayBatchReport",
     "ResultRecord",
     "ResultStream",

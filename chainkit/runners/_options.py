@@ -31,13 +31,14 @@ from langchain_core.runnables import RunnableConfig
 
 from chainkit.errors import ConfigError
 from chainkit.runners._progress import ProgressSink
+from chainkit.runners._provider_batch import ProviderBatchSettings
 from chainkit.runners._retry import RetryPolicy
 
 __all__ = ["BACKENDS", "STRATEGIES", "BatchKwargs", "BatchOptions", "Limits", "Strategy"]
 
 Strategy = Literal["sliding", "fixed-batches", "abatch", "gather"]
 STRATEGIES: tuple[str, ...] = ("sliding", "fixed-batches", "abatch", "gather")
-BACKENDS: tuple[str, ...] = ("local", "ray")
+BACKENDS: tuple[str, ...] = ("local", "ray", "openai-batch")
 
 Progress = bool | str | ProgressSink | None
 
@@ -99,6 +100,9 @@ class BatchOptions:
             'chainkit[ray]'``; see :func:`chainkit.runners.run_batch_ray`).
         ray_address, workers: with backend="ray", the cluster to join (None starts a
             local Ray instance) and the number of worker actors.
+        provider: with backend="openai-batch" (the provider's Batch API: half the price,
+            results within 24 h), a :class:`ProviderBatchSettings`: requests and bytes per
+            batch file, polling, extra prices for the cost estimate.
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -120,6 +124,7 @@ class BatchOptions:
     backend: str = "local"
     ray_address: str | None = None
     workers: int | None = None
+    provider: ProviderBatchSettings | None = None
 
     def __post_init__(self) -> None:
         if self.timeout is not None and self.timeout <= 0:
@@ -148,6 +153,8 @@ class BatchOptions:
             raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
         if self.backend != "ray" and (self.ray_address is not None or self.workers is not None):
             raise ConfigError("ray_address and workers apply only with backend='ray'")
+        if self.provider is not None and self.backend != "openai-batch":
+            raise ConfigError("provider settings apply only with backend='openai-batch'")
 
     @property
     def output_path(self) -> Path | None:
@@ -228,6 +235,7 @@ class BatchKwargs(TypedDict, total=False):
     backend: str
     ray_address: str | None
     workers: int | None
+    provider: ProviderBatchSettings | None
 
 
 _LIMIT_KEYS = frozenset(f.name for f in dataclasses.fields(Limits))

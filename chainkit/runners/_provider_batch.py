@@ -11,12 +11,14 @@ serve. Anthropic's Message Batches would be one more class: its requests are
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
-from chainkit.errors import ChainkitRunError
+from chainkit.errors import ChainkitRunError, ConfigError
+from chainkit.runners._prices import Price
 
 __all__ = [
     "FINAL_STATUSES",
@@ -24,6 +26,7 @@ __all__ = [
     "BatchRequestError",
     "BatchState",
     "OpenAIBatches",
+    "ProviderBatchSettings",
     "ReplyLine",
 ]
 
@@ -84,6 +87,34 @@ class BatchRequestError(ChainkitRunError):
         self.transient = transient
         detail = f" ({code})" if code else ""
         super().__init__(f"batch {batch_id}: {message}{detail}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderBatchSettings:
+    """How a provider batch is split, polled and priced.
+
+    ``max_requests`` / ``max_bytes``: the most per batch file (OpenAI: 50,000 and
+    200 MB). ``poll_interval``: seconds before the first look at a batch, growing
+    by half each time up to ``poll_max``. ``patience``: seconds the provider may be
+    unreachable before the run stops (the batches keep running; resume later).
+    ``prices``: extra or overriding entries of the price table.
+    """
+
+    max_requests: int = 50_000
+    max_bytes: int = 200 * 1024 * 1024
+    poll_interval: float = 5.0
+    poll_max: float = 60.0
+    patience: float = 600.0
+    prices: Mapping[str, Price] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_requests < 1:
+            raise ConfigError(f"max_requests must be >= 1, got {self.max_requests!r}")
+        if self.max_bytes < 1024:
+            raise ConfigError(f"max_bytes must be >= 1024, got {self.max_bytes!r}")
+        for name in ("poll_interval", "poll_max", "patience"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
 
 
 class BatchProvider(Protocol):

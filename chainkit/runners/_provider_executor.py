@@ -21,58 +21,34 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from chainkit.errors import ChainkitRunError, redact
-from chainkit.runners._batch_journal import Journal, JournalEntry
+from chainkit.runners._batch_journal import Journal, JournalEntry, read_journal
 from chainkit.runners._batch_requests import ModelStep
 from chainkit.runners._inputs import InputItem
-from chainkit.runners._prices import Price
-from chainkit.runners._provider_batch import BatchProvider, BatchRequestError, BatchState, ReplyLine
+from chainkit.runners._provider_batch import (
+    BatchProvider,
+    BatchRequestError,
+    BatchState,
+    ProviderBatchSettings,
+    ReplyLine,
+)
 from chainkit.runners._provider_report import ProviderBatchReport
 from chainkit.runners._records import ErrorInfo, ResultRecord, Usage, to_jsonable
 from chainkit.runners._report import BatchReport
 
-__all__ = ["ProviderBatchExecutor", "ProviderBatchSettings", "ProviderUnavailableError"]
+__all__ = ["ProviderBatchExecutor", "ProviderUnavailableError"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Deliver = Callable[[ResultRecord], Awaitable[bool]]
 _TRANSIENT_STATUSES = frozenset({408, 409, 429})
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProviderBatchSettings:
-    """How a provider batch is split, polled and priced.
-
-    ``max_requests`` / ``max_bytes``: the most per batch file (OpenAI: 50,000 and
-    200 MB). ``poll_interval``: seconds before the first look at a batch, growing
-    by half each time up to ``poll_max``. ``patience``: seconds the provider may be
-    unreachable before the run stops (the batches keep running; resume later).
-    ``prices``: extra or overriding entries of the price table.
-    """
-
-    max_requests: int = 50_000
-    max_bytes: int = 200 * 1024 * 1024
-    poll_interval: float = 5.0
-    poll_max: float = 60.0
-    patience: float = 600.0
-    prices: Mapping[str, Price] | None = None
-
-    def __post_init__(self) -> None:
-        from chainkit.errors import ConfigError
-
-        if self.max_requests < 1:
-            raise ConfigError(f"max_requests must be >= 1, got {self.max_requests!r}")
-        if self.max_bytes < 1024:
-            raise ConfigError(f"max_bytes must be >= 1024, got {self.max_bytes!r}")
-        for name in ("poll_interval", "poll_max", "patience"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
 
 
 class ProviderUnavailableError(ChainkitRunError):
@@ -129,32 +105,41 @@ class ProviderBatchExecutor:
         self,
         step: ModelStep,
         provider: BatchProvider,
-        journal: Journal,
+        journal: Path,
         *,
-        attached: list[JournalEntry],
+        resume: bool,
         settings: ProviderBatchSettings,
         attempts: int,
         run_id: str,
+        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.step = step
         self.provider = provider
-        self.journal = journal
+        self.journal_path = journal
+        self.resume = resume
         self.settings_ = settings
         self.attempts = attempts
         self.run_id = run_id
-        self._attached = [e for e in attached if not e.collected]
-        self._attached_index = {i: e for e in self._attached for _, i in e.requests}
+        self._on_close = on_close
+        self._journal: Journal | None = None
+        self._attached: list[JournalEntry] = []
+        self._attached_index: dict[int, JournalEntry] = {}
         self._held: dict[int, _Held] = {}
         self._chunk = _Chunk()
         self._files = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._all_read = asyncio.Event()
         self._deliver: Deliver | None = None
+        self._closed = False
         self.states: dict[str, BatchState] = {}
         self.batches_created = 0
         self.resubmitted = 0
-        self.errors: list[BaseException] = []
-        self._done = asyncio.Event()
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:  # pragma: no cover - run() opens it first
+            raise RuntimeError("the executor is not running")
+        return self._journal
 
     # ------------------------------------------------------------ protocol
     @property
@@ -178,6 +163,11 @@ class ProviderBatchExecutor:
 
     async def run(self, items: AsyncIterator[InputItem], deliver: Deliver) -> None:
         self._deliver = deliver
+        # opened only now: the recorder has accepted the results file (resume, overwrite)
+        if self.resume:
+            self._attached = [e for e in read_journal(self.journal_path) if not e.collected]
+            self._attached_index = {i: e for e in self._attached for _, i in e.requests}
+        self._journal = Journal(self.journal_path, fresh=not self.resume)
         for entry in self._attached:
             self._spawn(self._follow(entry))
         async for item in items:
@@ -210,8 +200,14 @@ class ProviderBatchExecutor:
     async def aclose(self) -> None:
         """Stop waiting on batches (they keep running at the provider); close the journal."""
         await self.drain(0)
-        self.journal.close()
+        if self._closed:
+            return
+        self._closed = True
+        if self._journal is not None:
+            self._journal.close()
         await self.provider.aclose()
+        if self._on_close is not None:
+            await self._on_close()
 
     async def finish(self, report: BatchReport, *, completed: bool) -> None:
         """Release the journal; fill the report (batches, statuses, cost)."""

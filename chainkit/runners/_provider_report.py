@@ -67,6 +67,11 @@ class ProviderBatchReport(BatchReport):
         rows.insert(4, ("cost", cost))
         return rows
 
+    def summary(self) -> str:
+        lines = super().summary().split("\n")
+        lines[0] = f"batch {self.chain} ({self.backend})"
+        return "\n".join(lines)
+
     def price(self, prices: Any) -> None:
         """Fill :attr:`cost` from the tokens used and the price table."""
         self.cost = estimate_cost(

@@ -57,6 +57,11 @@ def make_batch(
 
         prepared, executor = ray_executor(chain, inputs, options)
         return Recorder(prepared, inputs, options, executor, keep_results=keep_results)
+    if options.backend == "openai-batch":
+        from chainkit.runners._provider_backend import provider_batch_executor
+
+        prepared, batches = provider_batch_executor(chain, options)
+        return Recorder(prepared, inputs, options, batches, keep_results=keep_results)
     runnable, name = local_chain(chain, options.name)
     prepared = prepare_chain(runnable, name=name, pool_size=options.max_concurrency)
     local = LocalExecutor(prepared, options)
