@@ -1,13 +1,14 @@
 # chainkit: two commands set everything up on a fresh machine (Python >= 3.11 and make).
 #   make demo   creates .venv, installs chainkit, runs `chainkit demo` on the embedded local model
-#   make test   the same set-up, then lint, type checks and the whole test suite
+#   make test   the same set-up, then lint, type checks and the whole test suite (and the
+#               chains and callbacks tests on the lowest LangChain versions allowed, .venv-min)
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test lint typecheck pytest pytest-min bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "chainkit needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
@@ -31,7 +32,24 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# The chains, callbacks and compat-seam tests once more, against the LOWEST langchain-core and
+# langchain-openai that pyproject.toml allows (read from it), in .venv-min, so the
+# declared range is true. Wheels come from pip's cache after the first install.
+VENV_MIN  := .venv-min
+MIN_STAMP := $(VENV_MIN)/.installed-stamp
+LOWEST    := $(PYTHON) -c 'import re, tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; print(" ".join(re.sub(r">=([^,]+),.*", r"==\1", d) for d in deps if re.match(r"langchain-(core|openai)>=", d)))'
+
+$(MIN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install --quiet -e . $$($(LOWEST)) \
+		"pytest>=9,<10" "pytest-asyncio>=1.2,<2" "pytest-timeout>=2.3,<3"
+	@touch $(MIN_STAMP)
+
+pytest-min: $(MIN_STAMP)
+	$(VENV_MIN)/bin/python -m pip list 2>/dev/null | grep -E '^langchain-(core|openai) '
+	$(VENV_MIN)/bin/pytest -p no:cacheprovider tests/chains tests/callbacks tests/test_compat.py
+
+test: lint typecheck pytest pytest-min
 
 # Each benchmark prints its figures; benchmarks/README.md records the latest ones.
 BENCHMARKS := local_model chain_parsers capture_overhead runner server trace_render ray_scaling
@@ -39,4 +57,4 @@ bench: install
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_MIN) .pytest_cache .mypy_cache .ruff_cache

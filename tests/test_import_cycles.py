@@ -130,3 +130,62 @@ def test_type_checking_imports_count(tmp_path: Path) -> None:
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.x import X\n"
     )
     assert cycles(import_graph(pkg)) == [["pkg.x", "pkg.y"]]
+
+
+# The layers of ARCHITECTURE.md, bottom (0) to top; "left"/"right" are its two middle columns.
+LAYERS: dict[str, tuple[int, str]] = {
+    "errors": (0, ""),  # the bottom row: errors.py first, the rest may use it
+    "_upstream": (1, ""),
+    "_bridge": (1, ""),
+    "_compat": (1, ""),
+    "_unicode": (1, ""),
+    "models": (2, "left"),
+    "trace": (2, "right"),
+    "chains": (3, "left"),
+    "callbacks": (3, "right"),
+    "runners": (4, ""),
+    "server": (5, ""),
+    "debug": (5, ""),
+    "notebook": (5, ""),
+    "testing": (5, ""),
+    "cli": (6, ""),
+    "__main__": (7, ""),
+}
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_imports_point_down_the_layers_of_architecture_md() -> None:
+    wrong = []
+    for source, targets in import_graph(PACKAGE).items():
+        if source == "chainkit":
+            continue  # the public API re-exports
+        for target in targets:
+            a, b = _part(source), _part(target)
+            assert a in LAYERS, f"{source}: add its layer to ARCHITECTURE.md and LAYERS"
+            if b in (a, ""):
+                continue
+            (rank_a, column_a), (rank_b, column_b) = LAYERS[a], LAYERS[b]
+            if rank_b >= rank_a or {column_a, column_b} == {"left", "right"}:
+                wrong.append(f"{source} -> {target}")
+    assert not wrong, "imports against the layers: " + ", ".join(sorted(wrong))
+
+
+def test_the_local_model_imports_no_langchain_and_only_the_bottom_layer() -> None:
+    graph = import_graph(PACKAGE)
+    local = [m for m in graph if m.startswith("chainkit.models.local")]
+    assert local
+    for module in local:
+        for target in graph[module]:
+            assert target.startswith("chainkit.models.local") or LAYERS[_part(target)][0] <= 1, (
+                f"{module} -> {target}"
+            )
+        tree = ast.parse(_modules(PACKAGE)[module].read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                names.append(getattr(node, "module", None) or "")
+                assert not any(n.startswith("langchain") for n in names), module
