@@ -25,7 +25,8 @@ from typing import Any
 
 import orjson
 
-from chainkit.errors import TraceError
+from chainkit.errors import ChainkitRunError, TraceError
+from chainkit.runners._guard import write_error
 from chainkit.runners._records import ResultRecord, ResultsHeader
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 UNSEEN, SUCCEEDED, FAILED = 0, 1, 2
+_INDEX_SLACK = 1_000_000  # inputs unknown: an index may run ahead of the lines by this much
 
 
 class ResultWriter:
@@ -49,15 +51,22 @@ class ResultWriter:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._failed: ChainkitRunError | None = None
         self.lines = 0
 
     def write(self, line: bytes) -> None:
         if self._fd is None:
             raise ValueError(f"result file {self.path} is closed")
+        if self._failed is not None:  # after a failed write, none: no record after a torn one
+            raise self._failed
         view = memoryview(line)
-        while view:  # a regular file takes the whole line at once; loop just in case
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:  # a regular file takes the whole line at once; loop just in case
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:  # e.g. the disk is full: the file, and how to go on
+            self._failed = write_error(self.path, exc)
+            raise self._failed from exc
         self.lines += 1
 
     def write_header(self, header: ResultsHeader) -> None:
@@ -148,8 +157,13 @@ class ResumeState:
         return self.statuses.count(FAILED)
 
 
-def scan_results(path: Path) -> ResumeState:
-    """Read a result file for resuming: repair its tail, keep its first header and statuses."""
+def scan_results(path: Path, total: int | None = None) -> ResumeState:
+    """Read a result file for resuming: repair its tail, keep its first header and statuses.
+
+    A record whose index is not one of the ``total`` inputs (or, with ``total``
+    unknown, lies far beyond every line read so far) is a corrupt line, skipped with
+    a warning: a forged ``"index": 4611686018427387904`` must not size the state.
+    """
     state = ResumeState()
     if not path.exists():
         return state
@@ -180,6 +194,17 @@ def scan_results(path: Path) -> ResumeState:
             index = data.get("index")
             if not isinstance(index, int) or isinstance(index, bool) or index < 0:
                 state.corrupt += 1
+                continue
+            bound = total if total is not None else line_no + _INDEX_SLACK
+            if index >= bound:
+                state.corrupt += 1
+                log.warning(
+                    "%s line %d: record index %d is beyond the %s; ignoring it",
+                    path,
+                    line_no,
+                    index,
+                    f"{total} inputs" if total is not None else "lines of the file",
+                )
                 continue
             state.records += 1
             state.mark(index, data.get("error") is None, data.get("id", index))

@@ -21,11 +21,13 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from chainkit import __version__
 from chainkit.errors import ConfigError, MissingVariableError, ResumeMismatchError
 from chainkit.runners._executor import Executor, Stopper
+from chainkit.runners._guard import ResultsLock, refuse_input_as_output
 from chainkit.runners._inputs import InputItem, iterate_inputs, known_total
 from chainkit.runners._options import BatchOptions
 from chainkit.runners._output import (
@@ -85,6 +87,7 @@ class Recorder:
             notes=list(chain.notes),
         )
         self._writer: ResultWriter | None = None
+        self._lock: ResultsLock | None = None
         self._resume: ResumeState | None = None
         self._superseded: set[int] = set()
         self._pending: dict[int, int] = {}  # index -> output sequence number
@@ -104,7 +107,7 @@ class Recorder:
         self._t0 = time.monotonic()
         self._stopper.arm()
         total = known_total(self.inputs)  # also: a missing input file fails here, before output
-        self._open_output()
+        self._open_output(total)
         self.report.total = total
         self.progress.start(total, f"batch {self.report.chain}")
         ticker = (
@@ -144,6 +147,8 @@ class Recorder:
             if completed and self._superseded and self.output is not None:
                 dropped = compact_results(self.output, self._superseded)
                 log.info("%s: replaced %d earlier failed records", self.output, dropped)
+        if self._lock is not None:
+            self._lock.release()
         self.progress.close(self._snapshot())
         if self.report.cancelled:
             log.warning("%s", self.resume_hint())
@@ -279,10 +284,20 @@ class Recorder:
 
     # ------------------------------------------------------------------ output
 
-    def _open_output(self) -> None:
+    def _open_output(self, total: int | None) -> None:
         path = self.output
         if path is None:
             return
+        refuse_input_as_output(path, self.inputs)
+        lock = self._lock = ResultsLock(path)
+        lock.acquire()  # one writer at a time, across processes
+        try:
+            self._open_locked(path, lock, total)
+        except BaseException:
+            lock.release()
+            raise
+
+    def _open_locked(self, path: Path, lock: ResultsLock, total: int | None) -> None:
         exists = path.exists() and path.stat().st_size > 0
         if exists and not self.options.resume:
             if not self.options.overwrite:
@@ -291,11 +306,11 @@ class Recorder:
                     "continue it, overwrite=True (--overwrite) to start over, or choose "
                     "another file"
                 )
-            path.unlink()
+            lock.truncate()
             exists = False
         identity = self.chain.identity
         if exists:
-            state = scan_results(path)
+            state = scan_results(path, total)
             if state.header is None and state.records:
                 raise ResumeMismatchError(
                     f"{path} holds {state.records} records but no chainkit header, so which "
