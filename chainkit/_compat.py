@@ -43,6 +43,23 @@ Seams
     (``client.chat.completions``) belongs to; langchain-openai's completions
     models keep only the resource. Breaks: the HTTP seam cannot find the client
     to resize or rebind, and models keep their own pools.
+``chat_payload``
+    ``BaseChatOpenAI._get_request_payload`` and ``_use_responses_api``: the body
+    ChatOpenAI sends for some messages and bound kwargs, and whether it would use
+    the Responses API. The provider batch backend writes these bodies into batch
+    files. Breaks: batch requests differ from what ``invoke`` sends.
+``chat_result``
+    ``BaseChatOpenAI._create_chat_result`` plus what ``BaseChatModel``
+    ``_generate_with_cache`` does after it (``_gen_info_and_msg_metadata``,
+    ``_update_message_content_to_blocks``, ``LC_ID_PREFIX`` ids): the message
+    ``invoke`` returns for a reply body. Breaks: a batch output differs from
+    ``invoke``'s for the same reply.
+``sdk_parse``
+    ``openai.lib._parsing`` (``type_to_response_format_param``,
+    ``validate_input_tools``, ``parse_chat_completion``): what
+    ``client.chat.completions.parse`` does to a request with a
+    ``response_format`` and to its reply (ChatOpenAI uses ``parse`` for
+    structured output). Breaks: structured-output chains on the batch backend.
 ``configure_hook``
     ``langchain_core.tracers.context.register_configure_hook``: LangChain adds
     the handler held by a registered context variable to every call's
@@ -66,12 +83,18 @@ __all__ = [
     "SEAMS",
     "SeamError",
     "StreamingCallbackHandler",
+    "chat_payload",
+    "chat_result_message",
     "child_config",
     "identifying_params",
     "parser_diff",
     "private_override",
     "register_context_handler",
+    "sdk_parse",
+    "sdk_response_format",
     "sdk_root",
+    "sdk_tools",
+    "uses_responses_api",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,6 +106,9 @@ SEAMS = (
     "prompt_validate_input",
     "identifying_params",
     "sdk_root",
+    "chat_payload",
+    "chat_result",
+    "sdk_parse",
     "configure_hook",
 )
 """The names of the seams above (each has a test in ``tests/test_compat.py``)."""
@@ -155,6 +181,72 @@ def identifying_params(model: Any) -> dict[str, Any]:
 def sdk_root(resource: Any) -> Any:
     """The openai client an SDK resource (``client.chat.completions``) belongs to, or None."""
     return getattr(resource, "_client", None)
+
+
+# -- chat_payload ----------------------------------------------------------------
+
+
+def chat_payload(model: Any, value: Any, stop: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The request ChatOpenAI builds for ``value`` (messages or a prompt) and bound kwargs."""
+    payload: dict[str, Any] = model._get_request_payload(value, stop=stop, **kwargs)
+    return payload
+
+
+def uses_responses_api(model: Any, payload: dict[str, Any]) -> bool:
+    """Whether ChatOpenAI would send ``payload`` to the Responses API."""
+    return bool(model._use_responses_api(payload))
+
+
+# -- chat_result ---------------------------------------------------------------------
+
+
+def chat_result_message(model: Any, response: Any) -> Any:
+    """The message ``invoke`` returns when ChatOpenAI's ``_generate`` got ``response``."""
+    import uuid
+
+    from langchain_core.language_models._utils import _update_message_content_to_blocks
+    from langchain_core.language_models.chat_models import _gen_info_and_msg_metadata
+    from langchain_core.utils.utils import LC_ID_PREFIX
+
+    result = model._create_chat_result(response, {})
+    generation = result.generations[0]
+    if model.output_version == "v1":
+        generation.message = _update_message_content_to_blocks(generation.message, "v1")
+    if generation.message.id is None:
+        generation.message.id = f"{LC_ID_PREFIX}-{uuid.uuid4()}-0"
+    generation.message.response_metadata = _gen_info_and_msg_metadata(generation)
+    if len(result.generations) == 1 and result.llm_output is not None:
+        generation.message.response_metadata = {
+            **result.llm_output,
+            **generation.message.response_metadata,
+        }
+    return generation.message
+
+
+# -- sdk_parse -------------------------------------------------------------------------
+
+
+def sdk_response_format(response_format: Any) -> Any:
+    """The wire form ``chat.completions.parse`` sends for a ``response_format`` (a class)."""
+    from openai.lib._parsing import type_to_response_format_param
+
+    return type_to_response_format_param(response_format)
+
+
+def sdk_tools(tools: Any) -> Any:
+    """The tools ``parse`` accepts (strict function tools), or a ValueError saying why not."""
+    from openai.lib._parsing import validate_input_tools
+
+    return validate_input_tools(tools)
+
+
+def sdk_parse(completion: Any, response_format: Any, tools: Any) -> Any:
+    """What ``parse`` returns for a ``ChatCompletion``: a ``ParsedChatCompletion``."""
+    from openai.lib._parsing import parse_chat_completion
+
+    return parse_chat_completion(
+        response_format=response_format, chat_completion=completion, input_tools=tools
+    )
 
 
 # -- configure_hook --------------------------------------------------------------

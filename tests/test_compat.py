@@ -16,25 +16,31 @@ import openai
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers import JsonOutputParser, StrOutputParser
 from langchain_core.output_parsers.transform import BaseTransformOutputParser
 from langchain_core.prompts import BasePromptTemplate, ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from langchain_openai import ChatOpenAI, OpenAI
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from chainkit import _compat
 from chainkit._compat import (
     SEAMS,
     SeamError,
     StreamingCallbackHandler,
+    chat_payload,
+    chat_result_message,
     child_config,
     identifying_params,
     parser_diff,
     private_override,
     register_context_handler,
+    sdk_parse,
+    sdk_response_format,
     sdk_root,
+    sdk_tools,
+    uses_responses_api,
 )
 from chainkit.errors import MissingVariableError
 
@@ -149,6 +155,64 @@ def test_seam_sdk_root_finds_the_client_of_a_resource() -> None:
     assert isinstance(root, openai.AsyncOpenAI), "seam 'sdk_root': resource._client is gone"
     assert str(root.base_url).rstrip("/") == OFFLINE
     assert sdk_root(object()) is None
+
+
+_REPLY = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-mini",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": '{"name": "Ada", "age": 36}'},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12},
+}
+
+
+class _Person(BaseModel):
+    name: str
+    age: int
+
+
+def test_seam_chat_payload_is_chatopenai_s_request() -> None:
+    model = ChatOpenAI(api_key=SecretStr("x"), base_url=OFFLINE, model="gpt-4o-mini", seed=5)
+    payload = chat_payload(model, [HumanMessage("hi")], ["END"], {"temperature": 0.5})
+    assert payload["messages"] == [{"role": "user", "content": "hi"}], "seam 'chat_payload'"
+    assert (payload["model"], payload["seed"], payload["stop"]) == ("gpt-4o-mini", 5, ["END"])
+    assert payload["temperature"] == 0.5
+    assert not uses_responses_api(model, payload)
+    responses = ChatOpenAI(api_key=SecretStr("x"), model="gpt-4o-mini", use_responses_api=True)
+    assert uses_responses_api(responses, payload)
+
+
+def test_seam_chat_result_is_the_message_invoke_returns() -> None:
+    model = ChatOpenAI(api_key=SecretStr("x"), base_url=OFFLINE, model="gpt-4o-mini")
+    completion = openai.types.chat.ChatCompletion.model_validate(_REPLY)
+    message = chat_result_message(model, completion)
+    assert isinstance(message, AIMessage), "seam 'chat_result'"
+    assert message.content == '{"name": "Ada", "age": 36}'
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["total_tokens"] == 12
+    assert message.response_metadata["finish_reason"] == "stop"
+    assert message.response_metadata["model_name"] == "gpt-4o-mini"
+    assert message.id
+
+
+def test_seam_sdk_parse_turns_a_class_into_a_json_schema_and_back() -> None:
+    wire = sdk_response_format(_Person)
+    assert wire["type"] == "json_schema", "seam 'sdk_parse'"
+    assert wire["json_schema"]["name"] == "_Person"
+    assert sdk_tools(openai.omit) is openai.omit
+    loose = {"type": "function", "function": {"name": "f", "parameters": {}}}
+    with pytest.raises(ValueError, match="not strict"):
+        sdk_tools([loose])
+    completion = openai.types.chat.ChatCompletion.model_validate(_REPLY)
+    parsed = sdk_parse(completion, _Person, openai.omit)
+    assert parsed.choices[0].message.parsed == _Person(name="Ada", age=36)
 
 
 _HOOKED: ContextVar[BaseCallbackHandler | None] = ContextVar("_hooked", default=None)

@@ -14,13 +14,12 @@ the message ChatOpenAI would return (its own ``_create_chat_result``, with
 the SDK's ``parse`` step for structured output) and runs ``after`` on it: the
 output equals what ``chain.invoke`` returns for the same reply.
 
-The private LangChain/openai functions used here are gathered in the
-``# -- private seams`` section below, each used once.
+The private LangChain/openai functions used here are seams of
+:mod:`chainkit._compat` (``chat_payload``, ``chat_result``, ``sdk_parse``).
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,14 @@ from langchain_core.language_models import BaseLanguageModel
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableSequence
 
+from chainkit._compat import (
+    chat_payload,
+    chat_result_message,
+    sdk_parse,
+    sdk_response_format,
+    sdk_tools,
+    uses_responses_api,
+)
 from chainkit.errors import UserError
 
 if TYPE_CHECKING:
@@ -56,57 +63,8 @@ class UnbatchableChainError(UserError):
         )
 
 
-# -- private seams: ChatOpenAI's and the openai SDK's own request/reply conversions
-def _payload(
-    model: BaseChatOpenAI, value: Any, stop: Any, kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    payload: dict[str, Any] = model._get_request_payload(value, stop=stop, **kwargs)
-    return payload
-
-
-def _uses_responses_api(model: BaseChatOpenAI, payload: dict[str, Any]) -> bool:
-    return bool(model._use_responses_api(payload))
-
-
-def _sdk_response_format(response_format: Any) -> Any:
-    from openai.lib._parsing import type_to_response_format_param
-
-    return type_to_response_format_param(response_format)
-
-
-def _sdk_tools(tools: Any) -> Any:
-    from openai.lib._parsing import validate_input_tools
-
-    return validate_input_tools(tools)
-
-
-def _sdk_parse(completion: Any, response_format: Any, tools: Any) -> Any:
-    from openai.lib._parsing import parse_chat_completion
-
-    return parse_chat_completion(
-        response_format=response_format, chat_completion=completion, input_tools=tools
-    )
-
-
 def _chat_result_message(model: BaseChatOpenAI, response: Any) -> AIMessage:
-    """What ``BaseChatModel._generate_with_cache`` makes of ``_generate``'s result."""
-    from langchain_core.language_models._utils import _update_message_content_to_blocks
-    from langchain_core.language_models.chat_models import _gen_info_and_msg_metadata
-    from langchain_core.utils.utils import LC_ID_PREFIX
-
-    result = model._create_chat_result(response, {})
-    generation = result.generations[0]
-    if model.output_version == "v1":
-        generation.message = _update_message_content_to_blocks(generation.message, "v1")
-    if generation.message.id is None:
-        generation.message.id = f"{LC_ID_PREFIX}-{uuid.uuid4()}-0"
-    generation.message.response_metadata = _gen_info_and_msg_metadata(generation)
-    if len(result.generations) == 1 and result.llm_output is not None:
-        generation.message.response_metadata = {
-            **result.llm_output,
-            **generation.message.response_metadata,
-        }
-    message = generation.message
+    message = chat_result_message(model, response)
     if not isinstance(message, AIMessage):  # pragma: no cover - ChatOpenAI returns AIMessages
         raise TypeError(f"expected an AIMessage, got {type(message).__name__}")
     return message
@@ -135,7 +93,7 @@ class ModelStep:
         prompt = self.before.invoke(value) if self.before is not None else value
         kwargs = dict(self.kwargs)
         stop = kwargs.pop("stop", None)
-        payload = _payload(self.model, prompt, stop, kwargs)
+        payload = chat_payload(self.model, prompt, stop, kwargs)
         return _to_body(payload, self.response_format is not None)
 
     def output(self, body: dict[str, Any]) -> Any:
@@ -145,7 +103,7 @@ class ModelStep:
         completion = ChatCompletion.model_validate(body)
         response: Any = completion
         if self.response_format is not None:
-            response = _sdk_parse(completion, self.response_format, self.tools)
+            response = sdk_parse(completion, self.response_format, self.tools)
         message = _chat_result_message(self.model, response)
         return self.after.invoke(message) if self.after is not None else message
 
@@ -159,9 +117,9 @@ def _to_body(payload: dict[str, Any], parse: bool) -> dict[str, Any]:
     body.pop("stream", None)  # a batch request is never streamed
     body.pop("stream_options", None)
     if parse:
-        body["response_format"] = _sdk_response_format(body["response_format"])
+        body["response_format"] = sdk_response_format(body["response_format"])
         if "tools" in body:
-            body["tools"] = _sdk_tools(body["tools"])
+            body["tools"] = sdk_tools(body["tools"])
     return body
 
 
@@ -241,10 +199,10 @@ def split_chain(chain: Runnable[Any, Any], *, name: str | None = None) -> ModelS
             step_name,
         )
     kwargs = {k: v for k, v in kwargs.items() if k not in _LOCAL_KWARGS}
-    probe = _payload(
+    probe = chat_payload(
         model, [], kwargs.get("stop"), {k: v for k, v in kwargs.items() if k != "stop"}
     )
-    if _uses_responses_api(model, probe):
+    if uses_responses_api(model, probe):
         raise UnbatchableChainError(
             chain_name,
             "its model uses OpenAI's Responses API; batches here run Chat Completions "
@@ -259,7 +217,7 @@ def split_chain(chain: Runnable[Any, Any], *, name: str | None = None) -> ModelS
         from openai import omit
 
         try:
-            tools = _sdk_tools(probe.get("tools", omit))
+            tools = sdk_tools(probe.get("tools", omit))
         except ValueError as exc:
             raise UnbatchableChainError(chain_name, str(exc), step_name) from None
     return ModelStep(
