@@ -20,7 +20,7 @@ import re
 import sys
 import zlib
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from functools import lru_cache
 from itertools import pairwise
 from typing import Any, cast
@@ -201,7 +201,7 @@ def _hashed(feature: bytes, weight: float, dims: int) -> tuple[int, float]:
 def _unit(vector: dict[int, float], dims: int, fallback: bytes) -> array[float]:
     """The dense float32 unit vector of sparse ``vector``."""
     dense = array("f", bytes(4 * dims))
-    norm = math.sqrt(math.fsum(x * x for x in vector.values()))
+    norm = math.sqrt(sum(x * x for x in vector.values()))
     if norm == 0.0:  # no features (only punctuation): a fixed direction for this input
         index, _ = _hashed(b"z\x1f" + fallback, 1.0, dims)
         dense[index] = 1.0
@@ -211,34 +211,30 @@ def _unit(vector: dict[int, float], dims: int, fallback: bytes) -> array[float]:
     return dense
 
 
-def _add(vector: dict[int, float], index: int, value: float) -> None:
-    vector[index] = vector.get(index, 0.0) + value
-
-
 def embed_text(text: str, dims: int) -> array[float]:
     """The unit vector of ``text`` in ``dims`` dimensions (float32)."""
-    vector: dict[int, float] = {}
+    vector: defaultdict[int, float] = defaultdict(float)
     words = _WORD_RE.findall(text.lower())
     for word, count in Counter(words).items():
         scale = 1.0 + math.log(count)
         for index, weight in _word_features(word, dims):
-            _add(vector, index, weight * scale)
+            vector[index] += weight * scale
     content = [w for w in words if w not in STOP_WORDS]
     for pair, count in Counter(pairwise(content)).items():
         index, weight = _hashed(f"b\x1f{pair[0]}\x1f{pair[1]}".encode(), _PAIR, dims)
-        _add(vector, index, weight * (1.0 + math.log(count)))
+        vector[index] += weight * (1.0 + math.log(count))
     return _unit(vector, dims, text.encode())
 
 
 def embed_tokens(tokens: list[int], dims: int) -> array[float]:
     """The unit vector of a token array: its token ids and neighbouring id pairs."""
-    vector: dict[int, float] = {}
+    vector: defaultdict[int, float] = defaultdict(float)
     for token, count in Counter(tokens).items():
         index, weight = _hashed(b"t\x1f%d" % token, _WORD, dims)
-        _add(vector, index, weight * (1.0 + math.log(count)))
+        vector[index] += weight * (1.0 + math.log(count))
     for pair, count in Counter(pairwise(tokens)).items():
         index, weight = _hashed(b"p\x1f%d\x1f%d" % pair, _PAIR, dims)
-        _add(vector, index, weight * (1.0 + math.log(count)))
+        vector[index] += weight * (1.0 + math.log(count))
     return _unit(vector, dims, orjson.dumps(tokens))
 
 
