@@ -4,7 +4,8 @@ A request becomes an :class:`~chainkit.models.local._requests.Answer` (validated
 written), then goes out as one JSON body or as SSE events, paced by the delay
 settings and cut or failed by the fault settings. When nothing paces a stream
 the whole event sequence is sent in one body (clients parse SSE events however
-the bytes are split).
+the bytes are split). Other endpoints that write answers (responses, embeddings)
+go through the same :func:`model_request` with their own :class:`Reply`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -43,14 +44,61 @@ from chainkit.models.local._serving import (
 )
 from chainkit.models.local._settings import LocalModelSettings
 
-__all__ = ["CHAT_PATH", "COMPLETIONS_PATH", "add_routes"]
+__all__ = ["CHAT_PATH", "COMPLETIONS_PATH", "Reply", "add_routes", "model_request"]
 
 logger = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
 
-Parse = Callable[[dict[str, Any], int], Answer]
+
+class Reply(Protocol):
+    """An endpoint's answer: the written :class:`Answer` (for the counters), whether it
+    streams, and its JSON body or SSE events."""
+
+    @property
+    def answer(self) -> Answer: ...
+
+    @property
+    def stream(self) -> bool: ...
+
+    def body(self) -> bytes: ...
+
+    def events(self) -> Events: ...
+
+
+Make = Callable[[dict[str, Any], int, LocalModel], Reply]  # (JSON body, seed, server) -> reply
+
+
+@dataclass(slots=True)
+class _Completion:
+    """A chat completion or a (legacy) completion as a :class:`Reply`."""
+
+    answer: Answer
+    chat: bool
+    rid: str
+    created: int
+
+    @property
+    def stream(self) -> bool:
+        return self.answer.stream
+
+    def body(self) -> bytes:
+        return (chat_body if self.chat else completion_body)(self.answer, self.rid, self.created)
+
+    def events(self) -> Events:
+        return (chat_events if self.chat else completion_events)(
+            self.answer, self.rid, self.created
+        )
+
+
+def _make_chat(payload: dict[str, Any], seed: int, model: LocalModel) -> Reply:
+    return _Completion(parse_chat(payload, seed), True, model.new_id("chatcmpl"), int(time.time()))
+
+
+def _make_completion(payload: dict[str, Any], seed: int, model: LocalModel) -> Reply:
+    answer = parse_completion(payload, seed)
+    return _Completion(answer, False, model.new_id("cmpl"), int(time.time()))
 
 
 def add_routes(app: web.Application) -> None:
@@ -61,11 +109,11 @@ def add_routes(app: web.Application) -> None:
 
 
 async def _chat(request: web.Request) -> web.StreamResponse:
-    return await _model_request(request, CHAT_PATH, parse_chat)
+    return await model_request(request, CHAT_PATH, _make_chat)
 
 
 async def _completions(request: web.Request) -> web.StreamResponse:
-    return await _model_request(request, COMPLETIONS_PATH, parse_completion)
+    return await model_request(request, COMPLETIONS_PATH, _make_completion)
 
 
 @dataclass(slots=True)
@@ -82,14 +130,16 @@ class _Record:
     completion_tokens: int = 0
 
 
-async def _model_request(request: web.Request, endpoint: str, parse: Parse) -> web.StreamResponse:
+async def model_request(request: web.Request, endpoint: str, make: Make) -> web.StreamResponse:
+    """Answer one model request: read it, make its reply, apply the faults, send it,
+    and count it under ``endpoint``."""
     model = request.app[MODEL]
     rec = _Record(time.time())
     peer = request.transport.get_extra_info("peername") if request.transport else None
     client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
     model.stats.begin(client)
     try:
-        return await _answer(request, model, rec, endpoint, parse)
+        return await _answer(request, model, rec, endpoint, make)
     except BadRequest as exc:
         rec.status, rec.outcome = exc.status, "bad_request"
         return error_response(exc)
@@ -126,12 +176,13 @@ async def _model_request(request: web.Request, endpoint: str, parse: Parse) -> w
 
 
 async def _answer(
-    request: web.Request, model: LocalModel, rec: _Record, endpoint: str, parse: Parse
+    request: web.Request, model: LocalModel, rec: _Record, endpoint: str, make: Make
 ) -> web.StreamResponse:
     settings = request_settings(request, model)
     body, payload = await read_json(request, settings)
-    answer = parse(payload, settings.seed)
-    rec.stream = answer.stream
+    reply = make(payload, settings.seed, model)
+    answer = reply.answer
+    rec.stream = reply.stream
     rec.prompt = answer.prompt_text
     rec.digest = hashlib.sha256(answer.prompt_text.encode()).hexdigest()[:16]
     rec.prompt_tokens = answer.prompt_tokens
@@ -146,18 +197,14 @@ async def _answer(
     if plan.error:
         rec.status, rec.outcome = plan.error, "error"
         return error_response(fault_error(plan.error, settings))
-    chat = endpoint == CHAT_PATH
-    rid = model.new_id("chatcmpl" if chat else "cmpl")
-    created = int(rec.t_start)
     rec.completion_tokens = answer.completion_tokens
-    if answer.stream:
-        events = (chat_events if chat else completion_events)(answer, rid, created)
+    if reply.stream:
         rec.outcome = "completed"
-        return await _stream(request, rec, events, settings, plan)
+        return await _stream(request, rec, reply.events(), settings, plan)
     delay = settings.ttft + settings.token_delay * answer.completion_tokens
     if delay > 0:
         await asyncio.sleep(jittered(delay, settings.jitter, plan.rng))
-    return json_response((chat_body if chat else completion_body)(answer, rid, created))
+    return json_response(reply.body())
 
 
 async def _stream(

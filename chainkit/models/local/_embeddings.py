@@ -21,6 +21,7 @@ import sys
 import zlib
 from array import array
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
 from typing import Any, cast
@@ -28,14 +29,20 @@ from typing import Any, cast
 import orjson
 from aiohttp import web
 
-from chainkit.models.local._requests import BadRequest, _invalid_type, _missing, _model
-from chainkit.models.local._serving import MODEL, json_response, read_json
+from chainkit.models.local._chat import model_request
+from chainkit.models.local._errors import BadRequest
+from chainkit.models.local._requests import Answer, _invalid_type, _missing, _model
+from chainkit.models.local._responses import Events
+from chainkit.models.local._serving import LocalModel
 from chainkit.models.local._text import STOP_WORDS, count_tokens
 
 __all__ = [
+    "EMBEDDINGS_PATH",
     "MAX_INPUTS",
     "MAX_REQUEST_TOKENS",
     "MAX_TOKENS_PER_INPUT",
+    "EmbeddingsReply",
+    "add_routes",
     "create_embeddings",
     "embed_text",
     "embed_tokens",
@@ -55,8 +62,23 @@ def model_dimensions(model: str) -> int:
     return 3072 if "large" in model else 1536
 
 
-def create_embeddings(body: dict[str, Any]) -> tuple[bytes, int]:
-    """The response JSON for a request body and its prompt tokens (or :class:`BadRequest`)."""
+@dataclass(slots=True)
+class EmbeddingsReply:
+    """Created embeddings: the response JSON, and what the server's counters learn."""
+
+    data: bytes
+    answer: Answer  # the prompt tokens and text; no choices
+    stream: bool = False
+
+    def body(self) -> bytes:
+        return self.data
+
+    def events(self) -> Events:
+        raise TypeError("embeddings are never streamed")
+
+
+def create_embeddings(body: dict[str, Any]) -> EmbeddingsReply:
+    """The embeddings for a request body (or :class:`BadRequest`)."""
     for key in body:
         if key not in _FIELDS:
             raise BadRequest(f"Unrecognized request argument supplied: {key}")
@@ -79,7 +101,8 @@ def create_embeddings(body: dict[str, Any]) -> tuple[bytes, int]:
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
         raise BadRequest(
-            f"Invalid value: {fmt!r}. Supported values are: 'float' and 'base64'.",
+            f"Invalid value for 'encoding_format': {fmt!r}. Supported values are: 'float' "
+            "and 'base64'.",
             param="encoding_format",
             code="invalid_value",
         )
@@ -118,7 +141,9 @@ def create_embeddings(body: dict[str, Any]) -> tuple[bytes, int]:
         "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
-    return orjson.dumps(body_out), tokens
+    text = "\n".join(i if isinstance(i, str) else orjson.dumps(i).decode() for i in inputs)
+    answer = Answer([], tokens, text, stream=False, include_usage=False, model=model)
+    return EmbeddingsReply(orjson.dumps(body_out), answer)
 
 
 def _inputs(value: Any) -> list[str | list[int]]:
@@ -238,12 +263,19 @@ def embed_tokens(tokens: list[int], dims: int) -> array[float]:
     return _unit(vector, dims, orjson.dumps(tokens))
 
 
+EMBEDDINGS_PATH = "/v1/embeddings"
+
+
 def add_routes(app: web.Application) -> None:
-    """Serve ``POST /v1/embeddings``."""
-    app.router.add_post("/v1/embeddings", _embeddings)
+    """Serve ``POST /v1/embeddings`` (also without the ``/v1`` prefix), with the server's
+    faults and delays (``ttft``) and counted in its stats, as chat completions are."""
+    for prefix in ("/v1", ""):
+        app.router.add_post(f"{prefix}/embeddings", _embeddings)
 
 
-async def _embeddings(request: web.Request) -> web.Response:
-    _, payload = await read_json(request, request.app[MODEL].settings)
-    data, _ = create_embeddings(payload)
-    return json_response(data)
+def _make(payload: dict[str, Any], seed: int, model: LocalModel) -> EmbeddingsReply:
+    return create_embeddings(payload)
+
+
+async def _embeddings(request: web.Request) -> web.StreamResponse:
+    return await model_request(request, EMBEDDINGS_PATH, _make)

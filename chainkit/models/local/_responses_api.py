@@ -21,13 +21,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from chainkit.models.local._requests import Answer, BadRequest, Choice, parse_chat
+from chainkit.models.local._chat import model_request
+from chainkit.models.local._errors import BadRequest
+from chainkit.models.local._requests import Answer, Choice, parse_chat
 from chainkit.models.local._responses import Events
 from chainkit.models.local._responses_input import ResponsesRequest, read_responses_request
-from chainkit.models.local._serving import MODEL, SSE_HEADERS, json_response, read_json
+from chainkit.models.local._serving import LocalModel, json_response
 from chainkit.models.local._text import analyse, count_tokens, tokenize
 
-__all__ = ["ResponseResult", "ResponseStore", "ResponsesAPI"]
+__all__ = ["RESPONSES_PATH", "ResponseResult", "ResponseStore", "ResponsesAPI", "add_routes"]
 
 _ASKED = {
     "summary": "a summary",
@@ -408,24 +410,28 @@ def _events(response: dict[str, Any], outputs: list[_Output]) -> Events:
     return Events(events, first, tail)
 
 
+RESPONSES_PATH = "/v1/responses"
 RESPONSES = web.AppKey("chainkit_local_responses", ResponsesAPI)
 
 
 def add_routes(app: web.Application) -> None:
-    """Serve ``POST /v1/responses`` and ``GET``/``DELETE /v1/responses/{id}``."""
+    """Serve ``POST /v1/responses`` and ``GET``/``DELETE /v1/responses/{id}`` (also without
+    the ``/v1`` prefix); creating one takes the server's faults and delays and is counted
+    in its stats, as chat completions are."""
     app[RESPONSES] = ResponsesAPI()
-    app.router.add_post("/v1/responses", _create)
-    app.router.add_get("/v1/responses/{rid}", _retrieve)
-    app.router.add_delete("/v1/responses/{rid}", _delete)
+    for prefix in ("/v1", ""):
+        app.router.add_post(f"{prefix}/responses", _create)
+        app.router.add_get(f"{prefix}/responses/{{rid}}", _retrieve)
+        app.router.add_delete(f"{prefix}/responses/{{rid}}", _delete)
 
 
-async def _create(request: web.Request) -> web.Response:
-    settings = request.app[MODEL].settings
-    _, payload = await read_json(request, settings)
-    result = request.app[RESPONSES].create(payload, settings.seed)
-    if not result.stream:
-        return json_response(result.body())
-    return web.Response(body=b"".join(result.events().events), headers=SSE_HEADERS)
+async def _create(request: web.Request) -> web.StreamResponse:
+    api = request.app[RESPONSES]
+
+    def make(payload: dict[str, Any], seed: int, model: LocalModel) -> ResponseResult:
+        return api.create(payload, seed)
+
+    return await model_request(request, RESPONSES_PATH, make)
 
 
 async def _retrieve(request: web.Request) -> web.Response:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from chainkit.models.local._errors import BadRequest
 from chainkit.models.local._requests import (
-    BadRequest,
     _invalid_type,
     _missing,
     _model,
