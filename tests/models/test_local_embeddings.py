@@ -127,3 +127,18 @@ def test_openai_embeddings_finds_the_related_document(server: LocalModelServer) 
     )
     [hit] = store.similarity_search("When does the Berlin train leave?", k=1)
     assert "Berlin" in hit.page_content
+
+
+def test_faults_and_stats_apply_to_embeddings(
+    client: openai.OpenAI, server: LocalModelServer
+) -> None:
+    from chainkit.models.local import FAULTS_HEADER
+
+    failing = {FAULTS_HEADER: "error_rate=1,error_statuses=503"}
+    with pytest.raises(openai.InternalServerError, match="injected"):
+        client.embeddings.create(model=MODEL, input="hi", extra_headers=failing)
+    client.embeddings.create(model=MODEL, input="two words")
+    stats = client.get(f"{server.url}/stats", cast_to=dict)
+    assert stats["requests"]["/v1/embeddings"]["503"] >= 1
+    assert stats["requests"]["/v1/embeddings"]["200"] >= 1
+    assert stats["tokens"]["prompt"] >= 2

@@ -438,3 +438,27 @@ def test_the_response_store_is_bounded() -> None:
     api.create({"model": MODEL, "input": "x " * 6000}, 0)  # alone above max_chars
     assert api.store.response(second) is None
     assert len(api.store) == 0
+
+
+def test_faults_delays_and_stats_apply_to_responses(
+    client: openai.OpenAI, server: LocalModelServer
+) -> None:
+    from chainkit.models.local import FAULTS_HEADER
+
+    failing = {FAULTS_HEADER: "error_rate=1,error_statuses=429,retry_after=0.01"}
+    with pytest.raises(openai.RateLimitError, match="injected"):
+        client.responses.create(model=MODEL, input="Hi", extra_headers=failing)
+    paced = {FAULTS_HEADER: "ttft=0.01,token_delay=0.001"}
+    events = _events(
+        client.responses.create(
+            model=MODEL, input="Tell me a joke", stream=True, extra_headers=paced
+        )
+    )
+    assert events[-1].type == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == (
+        events[-1].response.output_text
+    )
+    stats = client.get(f"{server.url}/stats", cast_to=dict)
+    counted = stats["requests"]["/v1/responses"]
+    assert counted["429"] >= 1
+    assert counted["200"] >= 1
