@@ -66,6 +66,14 @@ Seams
     callbacks. ``capture()`` registers a fixed set once, at import (the
     function appends to a global list each call). Breaks: ``with capture()``
     records nothing.
+``lean_client``
+    What langchain-openai calls on a chat model's ``async_client`` (the SDK's
+    ``chat.completions`` resource): ``create(**payload)`` or
+    ``with_raw_response.create(**payload)`` (then ``.parse()``, ``.headers``),
+    taking a plain dict answer and plain dict chunks as well as the SDK's
+    objects. The lean path (``chainkit/models/_lean.py``) stands in for that
+    resource; nothing here wraps it, the test pins the protocol. Breaks: the
+    lean path's answers are refused, or ``load_model``'s models stop working.
 """
 
 from __future__ import annotations
@@ -110,6 +118,7 @@ SEAMS = (
     "chat_result",
     "sdk_parse",
     "configure_hook",
+    "lean_client",
 )
 """The names of the seams above (each has a test in ``tests/test_compat.py``)."""
 

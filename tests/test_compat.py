@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
+from types import SimpleNamespace
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -242,3 +243,96 @@ def test_seam_configure_hook_attaches_the_handler_in_context() -> None:
 def test_a_lost_private_name_fails_at_import_naming_the_seam() -> None:
     with pytest.raises(SeamError, match=r"seam 'parser_atransform'.*_no_such_method"):
         private_override(BaseTransformOutputParser, "_no_such_method", "parser_atransform")
+
+
+_ANSWER = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "m",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+class _DictStream:
+    def __init__(self) -> None:
+        self._chunks = iter(
+            [_chunk({"role": "assistant", "content": "hel"}), _chunk({"content": "lo"}, "stop")]
+        )
+
+    async def __aenter__(self) -> _DictStream:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+    def __aiter__(self) -> _DictStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+class _Raw:
+    def __init__(self, parsed: Any) -> None:
+        self._parsed = parsed
+        self.headers = {"x-request-id": "req-1"}
+
+    def parse(self) -> Any:
+        return self._parsed
+
+
+class _DictEndpoint:
+    """What the lean path (chainkit/models/_lean.py) puts where the SDK resource was:
+    ``create`` and ``with_raw_response.create`` answering plain dicts."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.with_raw_response = SimpleNamespace(create=self._raw_create)
+
+    def _answer(self, params: dict[str, Any]) -> Any:
+        return _DictStream() if params.get("stream") else _ANSWER
+
+    async def create(self, **params: Any) -> Any:
+        self.calls.append(("create", params))
+        return self._answer(params)
+
+    async def _raw_create(self, **params: Any) -> Any:
+        self.calls.append(("with_raw_response.create", params))
+        return _Raw(self._answer(params))
+
+
+def test_seam_lean_client_langchain_openai_calls_create_and_takes_dicts() -> None:
+    endpoint = _DictEndpoint()
+    model = ChatOpenAI(api_key=SecretStr("x"), base_url=OFFLINE, model="m")
+    model = model.model_copy(update={"async_client": endpoint})
+
+    async def main() -> tuple[Any, str]:
+        answer = await model.ainvoke("hi")
+        chunks = [c async for c in model.astream("hi")]
+        return answer, "".join(str(c.content) for c in chunks)
+
+    answer, streamed = asyncio.run(main())
+    assert answer.content == "hello", "seam 'lean_client': a dict answer is not accepted"
+    assert answer.usage_metadata["total_tokens"] == 2
+    assert streamed == "hello", "seam 'lean_client': dict chunks are not accepted"
+    assert [params.get("stream", False) for _, params in endpoint.calls] == [False, True], (
+        "seam 'lean_client': ChatOpenAI no longer calls async_client's create(**payload)"
+    )
+    assert endpoint.calls[0][1]["messages"] == [{"role": "user", "content": "hi"}]
