@@ -20,7 +20,6 @@ from typing import Any, TypeVar, cast
 
 import openai
 
-from chainkit._compat import sdk_root
 from chainkit.models._http import HttpPool
 from chainkit.models._lean import LeanAsyncOpenAI, LeanEndpoint
 
@@ -31,6 +30,8 @@ M = TypeVar("M")
 
 def stock_async_root(model: Any) -> Any:
     """The model's ``openai.AsyncOpenAI`` (under the lean wrapper, if any)."""
+    from chainkit._compat import sdk_root  # lazily: chainkit.models.local loads no LangChain
+
     root = getattr(model, "root_async_client", None)
     if root is None:  # BaseOpenAI (completions) keeps only the resource
         root = sdk_root(getattr(model, "async_client", None))
@@ -95,6 +96,8 @@ def use_http_pool(model: M, pool: HttpPool, *, max_retries: int | None = None) -
             updates["root_async_client"] = new_root
     if max_retries is not None:
         updates["max_retries"] = max_retries
+        from chainkit._compat import sdk_root
+
         sync_root = getattr(model, "root_client", None) or sdk_root(getattr(model, "client", None))
         if sync_root is not None and hasattr(sync_root, "with_options"):
             new_sync = sync_root.with_options(max_retries=max_retries)
