@@ -8,15 +8,23 @@ Anything malformed raises :class:`BadRequest`, which renders as OpenAI's error J
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
+from chainkit.models.local._chat_options import (
+    ChatOptions,
+    check_history,
+    media_note,
+    read_options,
+)
 from chainkit.models.local._errors import BadRequest, json_body, type_name
 from chainkit.models.local._schema import SchemaValues, json_object
 from chainkit.models.local._text import (
+    STOP_WORDS,
     Analysis,
     Rng,
     analyse,
@@ -244,6 +252,8 @@ class Answer:
     include_usage: bool
     model: str
     echo_prompts: list[str] = field(default_factory=list)
+    options: ChatOptions = field(default_factory=ChatOptions)
+    logprobs: int | None = None  # completions: how many alternatives per token
 
     @property
     def completion_tokens(self) -> int:
@@ -313,12 +323,10 @@ def _written(analysis: Analysis, seed: int) -> str:
     return write(analysis, Rng(seed))
 
 
-def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
-    _unknown_fields(body, _CHAT_FIELDS)
-    model = _model(body)
-    messages, texts = _messages(body)
-    stream = _opt_bool(body, "stream")
-    include_usage = _include_usage(body, stream)
+def _sampling(
+    body: dict[str, Any],
+) -> tuple[int, int | None, float | None, int | None, tuple[str, ...]]:
+    """(n, max tokens, temperature, seed, stop) of a chat request, validated."""
     n = _opt_int(body, "n", 1, 128) or 1
     max_tokens = _max_tokens(body, "max_completion_tokens", 1)
     if max_tokens is None:
@@ -328,8 +336,19 @@ def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
     _opt_number(body, "presence_penalty", -2, 2)
     _opt_number(body, "frequency_penalty", -2, 2)
     seed = _opt_int(body, "seed", -(2**63))
-    stop = _stop(body)
+    return n, max_tokens, temperature, seed, _stop(body)
+
+
+def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
+    _unknown_fields(body, _CHAT_FIELDS)
+    model = _model(body)
+    messages, texts = _messages(body)
+    stream = _opt_bool(body, "stream")
+    include_usage = _include_usage(body, stream)
+    n, max_tokens, temperature, seed, stop = _sampling(body)
     mode, schema, tools, forced = _structured(body)
+    options = read_options(body, model)
+    check_history(messages)
 
     prompt_text = "\n".join(text for _, text in texts)
     prompt_tokens = sum(count_tokens(text) + 4 for _, text in texts) + 3
@@ -337,23 +356,29 @@ def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
         prompt_tokens += count_tokens(orjson.dumps(tools).decode())
     variant = _variant(temperature, seed, default_seed)
     last_role = texts[-1][0]
-    user_text = next((text for role, text in reversed(texts) if role == "user"), texts[-1][1])
+    user_at = next((i for i in range(len(texts) - 1, -1, -1) if texts[i][0] == "user"), None)
+    user_text = texts[user_at][1] if user_at is not None else texts[-1][1]
+    if user_at is not None:
+        options.media = media_note(messages[user_at].get("content"), f"messages[{user_at}].content")
     if mode == "json_object":  # a schema given in the prompt, as users of JSON mode do
         schema, user_text = _schema_in_prompt(texts, user_text)
         mode = "json_schema" if schema is not None else mode
     analysis = analyse(user_text)
+    structured = mode in ("json_schema", "json_object")
+    after_tool = last_role in ("tool", "function")
+    # with a response format too, a tool is called only when the prompt names what it does
+    call_tool = bool(tools) and (
+        forced is not None
+        or (not after_tool and (not structured or _tool_score(tools or [], analysis) > 0))
+    )
     choices = []
     for i in range(n):
         seed_i = stable_seed("chat", prompt_text, model, variant, i)
-        if last_role in ("tool", "function"):
-            text = _tool_result_answer(messages, user_text)
-            pieces, finish = _cut(text, stop, max_tokens)
-            choices.append(Choice(i, pieces, finish))
-        elif tools and (forced is not None or last_role == "user"):
+        if call_tool and tools:
             rng = Rng(seed_i)
             call = _tool_call(tools, forced, analysis, rng, f"{prompt_text}{i}")
             choices.append(_tool_choice(i, call, max_tokens))
-        elif mode in ("json_schema", "json_object"):
+        elif structured:
             rng = Rng(seed_i)
             value = (
                 SchemaValues(schema, analysis, rng).value(schema)
@@ -362,10 +387,17 @@ def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
             )
             pieces, finish = _cut(orjson.dumps(value).decode(), (), max_tokens)
             choices.append(Choice(i, pieces, finish))
-        else:
-            pieces, finish = _cut(_written(analysis, seed_i), stop, max_tokens)
+        elif after_tool:
+            text = _tool_result_answer(messages, user_text)
+            pieces, finish = _cut(text, stop, max_tokens)
             choices.append(Choice(i, pieces, finish))
-    return Answer(choices, prompt_tokens, prompt_text, stream, include_usage, model)
+        else:
+            text = options.media + _written(analysis, seed_i)
+            pieces, finish = _cut(text, stop, max_tokens)
+            choices.append(Choice(i, pieces, finish))
+    answer = Answer(choices, prompt_tokens, prompt_text, stream, include_usage, model)
+    answer.options = options
+    return answer
 
 
 def _schema_in_prompt(
@@ -434,17 +466,16 @@ def _structured(
                 param="tool_choice",
                 code="invalid_value",
             )
-        return "tools", None, tools, forced
     fmt = body.get("response_format")
     if fmt is None:
-        return "text", None, None, None
+        return "text", None, tools, forced
     if not isinstance(fmt, dict):
         raise _invalid_type("response_format", "an object", fmt)
     kind = fmt.get("type")
     if kind == "text":
-        return "text", None, None, None
+        return "text", None, tools, forced
     if kind == "json_object":
-        return "json_object", None, None, None
+        return "json_object", None, tools, forced
     if kind == "json_schema":
         spec = fmt.get("json_schema")
         if not isinstance(spec, dict):
@@ -452,7 +483,7 @@ def _structured(
         schema = spec.get("schema", {})
         if not isinstance(schema, dict):
             raise _invalid_type("response_format.json_schema.schema", "an object", schema)
-        return "json_schema", schema, None, None
+        return "json_schema", schema, tools, forced
     raise BadRequest(
         f"Invalid value: {kind!r}. Supported values are: 'text', 'json_object', and 'json_schema'.",
         param="response_format.type",
@@ -489,16 +520,25 @@ def _tool_choice(index: int, call: tuple[str, str, str], max_tokens: int | None)
     return Choice(index, fragments, finish, [(call_id, name, fragments)])
 
 
-def _best_tool(tools: list[dict[str, Any]], analysis: Analysis) -> dict[str, Any]:
+def _scorer(analysis: Analysis) -> Callable[[dict[str, Any]], int]:
+    """How many of the prompt's words a tool's name and description share."""
     words = {w.lower() for w in tokenize(analysis.text.lower()) if w.strip().isalnum()}
-    words = {w.strip() for w in words}
+    words = {w.strip() for w in words} - STOP_WORDS
 
     def score(tool: dict[str, Any]) -> int:
         function = tool["function"]
         text = f"{function['name'].replace('_', ' ')} {function.get('description') or ''}"
         return sum(1 for w in set(text.lower().split()) if w.strip(".,") in words)
 
-    return max(tools, key=score)  # ties: the first listed
+    return score
+
+
+def _best_tool(tools: list[dict[str, Any]], analysis: Analysis) -> dict[str, Any]:
+    return max(tools, key=_scorer(analysis))  # ties: the first listed
+
+
+def _tool_score(tools: list[dict[str, Any]], analysis: Analysis) -> int:
+    return max(map(_scorer(analysis), tools))
 
 
 def _tool_result_answer(messages: list[Any], question: str) -> str:
@@ -554,7 +594,7 @@ def parse_completion(body: dict[str, Any], default_seed: int) -> Answer:
     include_usage = _include_usage(body, stream)
     n = _opt_int(body, "n", 1, 128) or 1
     _opt_int(body, "best_of", 1, 20)
-    _opt_int(body, "logprobs", 0, 5)
+    logprobs = _opt_int(body, "logprobs", 0, 5)
     max_tokens = _max_tokens(body, "max_tokens", 0)
     if max_tokens is None:
         max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS
@@ -590,6 +630,7 @@ def parse_completion(body: dict[str, Any], default_seed: int) -> Answer:
         include_usage,
         model,
     )
+    answer.logprobs = logprobs
     if echo:
         answer.echo_prompts = [p for p in prompts for _ in range(n)]
     return answer

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from chainkit.models.local._chat_options import logprob_entry, prediction_tokens, wav_bytes
 from chainkit.models.local._requests import Answer
 
 __all__ = [
@@ -27,6 +29,13 @@ _DONE = b"data: [DONE]\n\n"
 
 def _usage(answer: Answer, chat: bool) -> dict[str, Any]:
     completion = answer.completion_tokens
+    options = answer.options
+    reasoning = options.reasoning * len(answer.choices) if chat else 0
+    audio = completion if chat and options.audio_format else 0
+    accepted, rejected = (
+        prediction_tokens(options.prediction, answer.choices[0].text) if chat else (0, 0)
+    )
+    completion += reasoning + audio + rejected
     usage: dict[str, Any] = {
         "prompt_tokens": answer.prompt_tokens,
         "completion_tokens": completion,
@@ -35,12 +44,47 @@ def _usage(answer: Answer, chat: bool) -> dict[str, Any]:
     if chat:
         usage["prompt_tokens_details"] = {"cached_tokens": 0, "audio_tokens": 0}
         usage["completion_tokens_details"] = {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
+            "reasoning_tokens": reasoning,
+            "audio_tokens": audio,
+            "accepted_prediction_tokens": accepted,
+            "rejected_prediction_tokens": rejected,
         }
     return usage
+
+
+def _chat_logprobs(answer: Answer, pieces: list[str]) -> dict[str, Any] | None:
+    top = answer.options.logprobs
+    if top is None:
+        return None
+    return {"content": [logprob_entry(p, top) for p in pieces], "refusal": None}
+
+
+def _completion_logprobs(answer: Answer, pieces: list[str], start: int) -> dict[str, Any] | None:
+    top = answer.logprobs
+    if top is None:
+        return None
+    entries = [logprob_entry(p, top) for p in pieces]
+    offsets, at = [], start
+    for piece in pieces:
+        offsets.append(at)
+        at += len(piece)
+    return {
+        "tokens": pieces,
+        "token_logprobs": [e["logprob"] for e in entries],
+        "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries]
+        if top
+        else None,
+        "text_offset": offsets,
+    }
+
+
+def _audio(answer: Answer, rid: str, created: int, text: str) -> dict[str, Any]:
+    return {
+        "id": f"audio_{rid.rsplit('-', 1)[-1]}",
+        "data": base64.b64encode(wav_bytes(text)).decode(),
+        "expires_at": created + 3600,
+        "transcript": text,
+    }
 
 
 def chat_body(answer: Answer, rid: str, created: int) -> bytes:
@@ -56,14 +100,17 @@ def chat_body(answer: Answer, rid: str, created: int) -> bytes:
                 }
                 for cid, name, frags in c.tool_calls
             ]
+        elif answer.options.audio_format:
+            message["audio"] = _audio(answer, rid, created, c.text)
         else:
             message["content"] = c.text
         message["annotations"] = []
+        logprobs = _chat_logprobs(answer, c.pieces) if c.tool_calls is None else None
         choices.append(
             {
                 "index": c.index,
                 "message": message,
-                "logprobs": None,
+                "logprobs": logprobs,
                 "finish_reason": c.finish_reason,
             }
         )
@@ -75,7 +122,7 @@ def chat_body(answer: Answer, rid: str, created: int) -> bytes:
             "model": answer.model,
             "choices": choices,
             "usage": _usage(answer, chat=True),
-            "service_tier": "default",
+            "service_tier": answer.options.service_tier,
             "system_fingerprint": FINGERPRINT,
         }
     )
@@ -87,8 +134,10 @@ def completion_body(answer: Answer, rid: str, created: int) -> bytes:
         text = c.text
         if answer.echo_prompts:
             text = answer.echo_prompts[c.index] + text
+        start = len(text) - len(c.text)
+        logprobs = _completion_logprobs(answer, c.pieces, start)
         choices.append(
-            {"text": text, "index": c.index, "logprobs": None, "finish_reason": c.finish_reason}
+            {"text": text, "index": c.index, "logprobs": logprobs, "finish_reason": c.finish_reason}
         )
     return orjson.dumps(
         {
@@ -117,6 +166,7 @@ def chat_events(answer: Answer, rid: str, created: int) -> Events:
     head = (
         b'data: {"id":"' + rid.encode() + b'","object":"chat.completion.chunk","created":'
         + str(created).encode() + b',"model":' + orjson.dumps(answer.model)
+        + b',"service_tier":' + orjson.dumps(answer.options.service_tier)
         + b',"system_fingerprint":"' + FINGERPRINT.encode() + b'","choices":['
     )  # fmt: skip
     end = b',"logprobs":null,"finish_reason":null}]}\n\n'
@@ -129,9 +179,23 @@ def chat_events(answer: Answer, rid: str, created: int) -> Events:
             events.append(
                 idx.join((head, b',"delta":{"role":"assistant","content":"","refusal":null}' + end))
             )
+            if answer.options.audio_format:  # the transcript streams, then the audio
+                pre = head + idx + b',"delta":{"audio":{"transcript":'
+                middle += [pre + dumps(piece) + b"}}" + end for piece in c.pieces]
+                audio = _audio(answer, rid, created, c.text)
+                del audio["transcript"]
+                middle.append(head + idx + b',"delta":{"audio":' + dumps(audio) + b"}" + end)
+                continue
             pre = head + idx + b',"delta":{"content":'
-            suf = b"}" + end
-            middle += [pre + dumps(piece) + suf for piece in c.pieces]
+            if answer.options.logprobs is None:
+                middle += [pre + dumps(piece) + b"}" + end for piece in c.pieces]
+                continue
+            for piece in c.pieces:
+                logprobs = dumps(_chat_logprobs(answer, [piece]))
+                middle.append(
+                    pre + dumps(piece) + b'},"logprobs":' + logprobs
+                    + b',"finish_reason":null}]}\n\n'
+                )  # fmt: skip
             continue
         for k, (cid, name, frags) in enumerate(c.tool_calls):
             call = dumps(
@@ -180,7 +244,17 @@ def completion_events(answer: Answer, rid: str, created: int) -> Events:
         pre = head + b'{"text":'
         if answer.echo_prompts:
             events.append(pre + dumps(answer.echo_prompts[c.index]) + suf)
-        events += [pre + dumps(piece) + suf for piece in c.pieces]
+        if answer.logprobs is None:
+            events += [pre + dumps(piece) + suf for piece in c.pieces]
+            continue
+        at = len(answer.echo_prompts[c.index]) if answer.echo_prompts else 0
+        for piece in c.pieces:
+            logprobs = dumps(_completion_logprobs(answer, [piece], at))
+            at += len(piece)
+            events.append(
+                pre + dumps(piece) + b',"index":' + str(c.index).encode() + b',"logprobs":'
+                + logprobs + b',"finish_reason":null}]}\n\n'
+            )  # fmt: skip
     tail = len(events)
     for c in answer.choices:
         events.append(

@@ -1,0 +1,127 @@
+"""LangChain's standard chat-model suite through ``ChatOpenAI`` (Chat Completions) against a
+real ``python -m chainkit.models.local`` process, as ``chainkit local serve`` runs it.
+
+The feature flags say what the local model really does: tools (also forced), structured
+output (all methods), JSON mode, image, PDF and audio inputs, images and PDFs in tool
+messages, usage (also streamed), and the model name echoed. The suite downloads its
+sample PNG and PDF from the internet; tests may only use loopback, so its module gets the
+offline ``httpx.get`` of ``test_local_responses_standard`` (a small valid PNG or PDF), and a
+small WAV made here for the audio test.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+from langchain_tests.integration_tests import chat_models as chat_suite
+
+from chainkit.models import load_model
+from chainkit.models.local._chat_options import wav_bytes
+from tests.models.test_local_responses_standard import _offline_get
+
+pytestmark = [
+    # upstream: langchain-openai model_dump()s the SDK's parsed stream snapshots and pydantic
+    # warns about the `parsed` field's type (it does against api.openai.com too)
+    pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Received a Pydantic BaseModel V1 schema:UserWarning"),
+    pytest.mark.filterwarnings("ignore:OpenAI may require a filename:UserWarning"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+_SERVER: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _local_model_process() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainkit.models.local", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"OPENAI_BASE_URL=(\S+)", line)
+        assert match, line
+        _SERVER["base_url"] = match.group(1)
+        yield match.group(1)
+    finally:
+        _SERVER.clear()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        if proc.stderr is not None:
+            rest = proc.stderr.read()
+            proc.stderr.close()
+            assert "Traceback" not in rest, rest
+
+
+def _offline_sample(url: str, **kwargs: Any) -> SimpleNamespace:
+    if url.endswith(".wav"):
+        return SimpleNamespace(content=wav_bytes("a bird calls in the morning"))
+    return _offline_get(url, **kwargs)
+
+
+class TestChatCompletionsStandard(ChatModelIntegrationTests):
+    @pytest.fixture(autouse=True)
+    def _samples_offline(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(chat_suite, "httpx", SimpleNamespace(get=_offline_sample))
+        monkeypatch.setenv("LANGCHAIN_TESTS_USER_AGENT", "chainkit-tests (offline)")
+
+    @pytest.fixture
+    def model(self, request: Any) -> BaseChatModel:
+        """ChatOpenAI made as chainkit makes it (an async client per event loop)."""
+        extra = getattr(request, "param", None) or {}
+        params = {**self.standard_chat_model_params, **self.chat_model_params, **extra}
+        return load_model(f"openai:{params.pop('model')}", **params)
+
+    @property
+    def chat_model_class(self) -> type[ChatOpenAI]:
+        return ChatOpenAI
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"model": "gpt-4o-mini", "base_url": _SERVER["base_url"], "api_key": "x"}
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_image_urls(self) -> bool:
+        return True
+
+    @property
+    def supports_pdf_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_audio_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_image_tool_message(self) -> bool:
+        return True
+
+    @property
+    def supports_pdf_tool_message(self) -> bool:
+        return True
+
+    @property
+    def model_override_value(self) -> str:
+        return "gpt-4.1-mini"
