@@ -142,3 +142,13 @@ def test_faults_and_stats_apply_to_embeddings(
     assert stats["requests"]["/v1/embeddings"]["503"] >= 1
     assert stats["requests"]["/v1/embeddings"]["200"] >= 1
     assert stats["tokens"]["prompt"] >= 2
+
+
+def test_large_requests_give_the_same_vectors(client: openai.OpenAI) -> None:
+    """Many inputs are embedded in a worker thread (off the server's loop): same vectors."""
+    texts = [f"document number {i} about owls and rivers" for i in range(200)]
+    many = client.embeddings.create(model=MODEL, input=texts, dimensions=32)
+    assert [d.index for d in many.data] == list(range(200))
+    for i in (0, 199):
+        one = client.embeddings.create(model=MODEL, input=texts[i], dimensions=32)
+        assert many.data[i].embedding == one.data[0].embedding

@@ -5,7 +5,9 @@ It writes its own deterministic, prompt-aware text, so the real
 SDK work against it unchanged. It does not import LangChain.
 
 Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions``
-(streaming via SSE as OpenAI sends it, or not), ``GET /v1/models``,
+(streaming via SSE as OpenAI sends it, or not), ``POST /v1/responses`` (the
+Responses API, JSON or SSE; ``GET``/``DELETE /v1/responses/{id}``),
+``POST /v1/embeddings``, ``GET /v1/models``,
 ``GET /health``, ``GET /stats`` (``?log=1`` adds the request log, when the
 server was started with ``request_log=True`` / ``--request-log``) and
 ``POST /stats/reset``. It runs on aiohttp's server (``create_app`` gives the

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -67,7 +68,8 @@ class Reply(Protocol):
     def events(self) -> Events: ...
 
 
-Make = Callable[[dict[str, Any], int, LocalModel], Reply]  # (JSON body, seed, server) -> reply
+# (JSON body, seed, server) -> the reply, or an awaitable of it (work done off the loop)
+Make = Callable[[dict[str, Any], int, LocalModel], Reply | Awaitable[Reply]]
 
 
 @dataclass(slots=True)
@@ -180,7 +182,8 @@ async def _answer(
 ) -> web.StreamResponse:
     settings = request_settings(request, model)
     body, payload = await read_json(request, settings)
-    reply = make(payload, settings.seed, model)
+    made = make(payload, settings.seed, model)
+    reply = await made if inspect.isawaitable(made) else made
     answer = reply.answer
     rec.stream = reply.stream
     rec.prompt = answer.prompt_text

@@ -14,6 +14,7 @@ tokens an input, 300,000 tokens a request; ``dimensions`` from 1 to the model's 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import re
@@ -55,6 +56,7 @@ MAX_TOKEN_ID = 1 << 20  # above any tokenizer's vocabulary
 _FIELDS = frozenset(("input", "model", "dimensions", "encoding_format", "user"))
 _WORD_RE = re.compile(r"\w+")
 _WORD, _STOP_WORD, _PAIR, _TRIGRAM = 1.0, 0.25, 0.5, 0.3
+_INLINE_INPUTS, _INLINE_CHARS = 64, 20_000  # beyond either, vectors are made off the loop
 
 
 def model_dimensions(model: str) -> int:
@@ -273,8 +275,22 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(f"{prefix}/embeddings", _embeddings)
 
 
-def _make(payload: dict[str, Any], seed: int, model: LocalModel) -> EmbeddingsReply:
+async def _make(payload: dict[str, Any], seed: int, model: LocalModel) -> EmbeddingsReply:
+    """Small requests at once; large ones in a worker thread, so the server's event loop
+    keeps serving others meanwhile (the work itself is bounded by the input limits)."""
+    inputs = payload.get("input")
+    many = isinstance(inputs, list) and len(inputs) > _INLINE_INPUTS
+    if many or _text_size(inputs) > _INLINE_CHARS:
+        return await asyncio.to_thread(create_embeddings, payload)
     return create_embeddings(payload)
+
+
+def _text_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(len(v) if isinstance(v, str | list) else 1 for v in value)
+    return 0
 
 
 async def _embeddings(request: web.Request) -> web.StreamResponse:
