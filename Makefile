@@ -4,7 +4,8 @@
 #               chains and callbacks tests on the lowest LangChain versions allowed, .venv-min)
 
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
+PYTEST_ARGS ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
@@ -30,7 +31,7 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The chains, callbacks and compat-seam tests once more, against the LOWEST langchain-core and
 # langchain-openai that pyproject.toml allows (read from it), in .venv-min, so the
@@ -57,4 +58,4 @@ bench: install
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(VENV_MIN) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_MIN) .venv-3.* .pytest_cache .mypy_cache .ruff_cache

@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 import socket
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,31 @@ from typing import Any
 import pytest
 
 CANARY_KEY = "sk-chainkit-canary-7f3a9c2e1b5d4f60"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``CHAINKIT_TRACEMALLOC=N`` (set by CI) traces allocations N frames deep.
+
+    With it on, a ``ResourceWarning`` for an unclosed socket, transport or file
+    (an error here: ``filterwarnings = error``) names where the object was
+    allocated, not only where the garbage collector found it.
+    """
+    frames = int(os.environ.get("CHAINKIT_TRACEMALLOC") or 0)
+    if frames > 0 and not tracemalloc.is_tracing():
+        tracemalloc.start(frames)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collect_leaks_per_module() -> Iterator[None]:
+    """Collect garbage after each test module, so a leaked socket is reported there.
+
+    Without it, an unclosed socket is found whenever the collector next runs,
+    which can be the set-up of an unrelated test in another module (as Python
+    3.13 did with ``tests/cli/test_demo.py``).
+    """
+    yield
+    gc.collect()
+
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

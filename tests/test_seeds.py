@@ -7,8 +7,10 @@ where LangChain retired an API); each runs in a subprocess through
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import runpy
 import subprocess
 import sys
 import time
@@ -69,12 +71,25 @@ def test_seed1_astream_events_v1_stops_after_five() -> None:
     assert all("on_llm_stream" in line for line in lines[1:4])
 
 
-def test_seed2_greetings_run_concurrently() -> None:
-    started = time.perf_counter()
+def test_seed2_greetings_run_concurrently(monkeypatch: pytest.MonkeyPatch) -> None:
     out = run_seed("seed2_greetings.py")
     assert sorted(out.split("\n")[:3]) == ["Hello, Alice!", "Hello, Bob!", "Hello, Charlie!"]
-    # three 1 s sleeps gathered: far less than the 3 s they would take in series
-    assert time.perf_counter() - started < 2.9 + 5  # interpreter start-up allowance
+    # Concurrency without a stopwatch: run the script in process with a sleep that counts
+    # how many greetings wait at once. Gathered, all three do; in series, one would.
+    real_sleep = asyncio.sleep
+    waiting = 0
+    most_waiting = 0
+
+    async def counting_sleep(delay: float) -> None:
+        nonlocal waiting, most_waiting
+        waiting += 1
+        most_waiting = max(most_waiting, waiting)
+        await real_sleep(0.01 if delay else 0)
+        waiting -= 1
+
+    monkeypatch.setattr(asyncio, "sleep", counting_sleep)
+    runpy.run_path(str(SEEDS / "seed2_greetings.py"), run_name="__main__")
+    assert most_waiting == 3
 
 
 def test_seed2_gather_answers_each_prompt() -> None:
