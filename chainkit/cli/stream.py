@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from chainkit._unicode import lone_surrogate_at
 from chainkit.cli._app import app
 from chainkit.errors import InputError
 
@@ -67,6 +68,11 @@ def parse_inputs(pairs: list[str] | None) -> dict[str, str]:
         if not eq or not name or not name.isidentifier():
             raise InputError(
                 f'-i {pair!r} is not NAME=VALUE; write e.g. -i topic="sparkling water"'
+            )
+        if lone_surrogate_at(value) is not None:  # bytes that are not UTF-8 in argv
+            shown = value.encode("utf-8", "backslashreplace").decode()
+            raise InputError(
+                f"-i {name}: the value '{shown}' is not UTF-8 text; pass the text as UTF-8"
             )
         inputs[name] = value
     return inputs
