@@ -80,12 +80,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import var_child_runnable_config
-from langchain_core.tracers._streaming import _StreamingCallbackHandler
-from langchain_core.tracers.context import register_configure_hook
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+    from langchain_core.tracers._streaming import (
+        _StreamingCallbackHandler as StreamingCallbackHandler,
+    )
+
+# LangChain is imported by each seam when used, never at import: `chainkit.models`
+# imports this module, and the local model under it runs without LangChain.
 
 __all__ = [
     "SEAMS",
@@ -137,12 +141,20 @@ class SeamError(ImportError):
 
 # -- tap ---------------------------------------------------------------------
 
-StreamingCallbackHandler = _StreamingCallbackHandler
-"""The output-tap protocol LangChain drives (``tap_output_aiter``/``tap_output_iter``)."""
+
+def __getattr__(name: str) -> Any:
+    if name == "StreamingCallbackHandler":
+        # The output-tap protocol LangChain drives (tap_output_aiter/tap_output_iter).
+        from langchain_core.tracers._streaming import _StreamingCallbackHandler
+
+        return _StreamingCallbackHandler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def child_config() -> RunnableConfig | None:
     """The config LangChain set for the children of the running step (tap seam)."""
+    from langchain_core.runnables.config import var_child_runnable_config
+
     return var_child_runnable_config.get()
 
 
@@ -266,4 +278,6 @@ def register_context_handler(var: ContextVar[Any]) -> None:
 
     Call once per variable (LangChain appends to a global list on every call).
     """
+    from langchain_core.tracers.context import register_configure_hook
+
     register_configure_hook(var, inheritable=True)
