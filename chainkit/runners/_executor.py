@@ -71,7 +71,10 @@ class Executor(Protocol):
 
     @property
     def in_flight(self) -> int:
-        """Items started and not yet delivered (shown by the progress bar)."""
+        """Items started and not yet delivered (shown by the progress bar).
+
+        An executor may also have a ``progress_detail`` property: a few words the
+        progress display adds (openai-batch: its batches' states and request counts)."""
         ...
 
     def settings(self) -> dict[str, Any]:

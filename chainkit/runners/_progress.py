@@ -44,6 +44,7 @@ class Snapshot:
     retries: int
     in_flight: int
     elapsed: float
+    detail: str = ""  # what the executor adds (openai-batch: its batches' states and counts)
 
     @property
     def rate(self) -> float:
@@ -67,9 +68,11 @@ class Snapshot:
         eta = self.eta
         eta_text = f", ETA {_duration(eta)}" if eta is not None and self.remaining else ""
         skipped = f", {self.skipped} resumed" if self.skipped else ""
+        detail = f"; {self.detail}" if self.detail else ""
         return (
             f"{self.done}{total} done ({self.failed} failed{skipped}), "
             f"{self.rate:.1f}/s{eta_text}, {self.in_flight} in flight, {self.retries} retries"
+            f"{detail}"
         )
 
 
@@ -156,12 +159,13 @@ class RichProgress:
                 "in flight {task.fields[in_flight]} · retries {task.fields[retries]} · "
                 "[red]errors {task.fields[errors]}[/red]"
             ),
+            TextColumn("{task.fields[detail]}"),
             console=self.console,
             refresh_per_second=8,
         )
         self._progress.start()
         self._task = self._progress.add_task(
-            description, total=total, rate="", in_flight=0, retries=0, errors=0
+            description, total=total, rate="", in_flight=0, retries=0, errors=0, detail=""
         )
 
     def update(self, snapshot: Snapshot) -> None:
@@ -176,6 +180,7 @@ class RichProgress:
             in_flight=snapshot.in_flight,
             retries=snapshot.retries,
             errors=snapshot.failed,
+            detail=snapshot.detail,
         )
 
     def close(self, snapshot: Snapshot) -> None:

@@ -154,6 +154,22 @@ class ProviderBatchExecutor:
     def running_batches(self) -> list[str]:
         return [s.id for s in self.states.values() if not s.final]
 
+    @property
+    def progress_detail(self) -> str:
+        """The batches' states and request counts, for the progress display."""
+        if not self.states:
+            return "preparing batch files"
+        by_status: dict[str, list[BatchState]] = {}
+        for state in self.states.values():
+            by_status.setdefault(state.status, []).append(state)
+        parts = []
+        for status, states in sorted(by_status.items()):
+            done = sum(s.completed + s.failed for s in states)
+            total = sum(s.total for s in states)
+            counts = f" {done}/{total}" if total and status != "completed" else ""
+            parts.append(f"{len(states)} {status}{counts}")
+        return "batches: " + ", ".join(parts)
+
     def settings(self) -> dict[str, Any]:
         return {
             "backend": self.provider.name,

@@ -58,7 +58,10 @@ class ProviderBatchReport(BatchReport):
             text += f"; still running: {', '.join(self.running)}"
         rows.insert(2, ("batches", text))
         if self.cost.batch is None:
-            cost = f"unknown (no price for model {self.model!r}; pass prices=...)"
+            cost = (
+                f"unknown (no price for model {self.model!r}; "
+                f"give one in ProviderBatchSettings(prices=...))"
+            )
         else:
             cost = (
                 f"{Cost.text(self.cost.batch)} at batch prices "

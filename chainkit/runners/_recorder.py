@@ -177,6 +177,7 @@ class Recorder:
             retries=self.report.retries,
             in_flight=self.executor.in_flight,
             elapsed=time.monotonic() - self._t0,
+            detail=getattr(self.executor, "progress_detail", ""),  # optional (openai-batch)
         )
 
     # ------------------------------------------------------------------ inputs

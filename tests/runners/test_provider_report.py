@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
 
 from chainkit.errors import ConfigError
 from chainkit.models.local import LocalModelServer, LocalModelSettings
+from chainkit.runners import Snapshot, run_batch
 from chainkit.runners._batch_journal import journal_path
 from chainkit.runners._prices import Price, estimate_cost, find_price
 from chainkit.runners._provider_backend import openai_batch_executor
@@ -104,3 +106,36 @@ async def test_status_and_cancel_of_the_batches_behind_a_file(tmp_path: Path) ->
     for job in jobs:
         assert job.entry.batch_id is not None
         assert job.entry.batch_id in text
+
+
+class _Snapshots:
+    """A progress sink that keeps every snapshot."""
+
+    def __init__(self) -> None:
+        self.details: list[str] = []
+
+    def start(self, total: int | None, description: str) -> None:
+        pass
+
+    def update(self, snapshot: Snapshot) -> None:
+        self.details.append(snapshot.detail)
+
+    def close(self, snapshot: Snapshot) -> None:
+        self.details.append(snapshot.detail)
+
+
+async def test_progress_shows_each_batch_status_and_counts(tmp_path: Path) -> None:
+    sink = _Snapshots()
+    with LocalModelServer(LocalModelSettings(batch_delay=0.8)) as server:
+        report = await run_batch(
+            fact_chain(server),
+            FACT_INPUTS,
+            backend="openai-batch",
+            provider=ProviderBatchSettings(**QUICK, max_requests=3),
+            output=tmp_path / "out.jsonl",
+            progress=sink,
+        )
+    assert report.succeeded == len(FACT_INPUTS)
+    assert any(re.fullmatch(r"batches: 2 (validating|in_progress) \d/6", d) for d in sink.details)
+    assert sink.details[-1] == "batches: 2 completed"
+    assert "batches: 2 completed" in Snapshot(0, 6, 0, 0, 0, 0, 0, 1.0, sink.details[-1]).line()
