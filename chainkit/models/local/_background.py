@@ -21,6 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from chainkit._bridge import LoopThread
 from chainkit.errors import LocalServerError
 from chainkit.models.local._app import check_bind, create_app
+from chainkit.models.local._scripted import ReplyFunction, Scripted, as_scripted
 from chainkit.models.local._serving import MODEL
 from chainkit.models.local._settings import LocalModelSettings
 
@@ -225,6 +226,29 @@ class LocalModelServer:
         """The bounded request log (most recent last)."""
         log: list[dict[str, Any]] = self.stats(log=True)["log"]
         return log
+
+    # -- scripted replies
+    def enqueue(self, *replies: str | Scripted) -> LocalModelServer:
+        """Answer the next chat completions and completions with ``replies``, in order.
+
+        A reply is text, or a :class:`Scripted` (``chainkit.testing.tool_call(...)``,
+        ``chainkit.testing.fail(...)``). Once the queue is empty, answers are written
+        again (or come from :meth:`reply_with`).
+        """
+        script = self.model.script
+        with script._lock:
+            script.queue.extend(as_scripted(r) for r in replies)
+        return self
+
+    def reply_with(self, function: ReplyFunction | None) -> LocalModelServer:
+        """Answer each request with ``function(request_json)`` (text, a ``Scripted``, or
+        None to write the answer as usual) once the queue is empty; None removes it."""
+        self.model.script.function = function
+        return self
+
+    def pending_replies(self) -> int:
+        """How many enqueued replies are still unused."""
+        return len(self.model.script.queue)
 
     def reset_stats(self) -> None:
         """Zero the counters and the log, and forget which requests were seen (faults)."""

@@ -11,6 +11,7 @@ go through the same :func:`model_request` with their own :class:`Reply`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import logging
@@ -30,6 +31,7 @@ from chainkit.models.local._responses import (
     completion_body,
     completion_events,
 )
+from chainkit.models.local._scripted import REPLY_HEADER
 from chainkit.models.local._serving import (
     MODEL,
     SHUTTING_DOWN,
@@ -94,13 +96,24 @@ class _Completion:
         )
 
 
-def _make_chat(payload: dict[str, Any], seed: int, model: LocalModel) -> Reply:
-    return _Completion(parse_chat(payload, seed), True, model.new_id("chatcmpl"), int(time.time()))
+def _make_chat(payload: dict[str, Any], seed: int, model: LocalModel, header: str | None) -> Reply:
+    answer = _scripted(parse_chat(payload, seed), payload, model, header)
+    return _Completion(answer, True, model.new_id("chatcmpl"), int(time.time()))
 
 
-def _make_completion(payload: dict[str, Any], seed: int, model: LocalModel) -> Reply:
-    answer = parse_completion(payload, seed)
+def _make_completion(
+    payload: dict[str, Any], seed: int, model: LocalModel, header: str | None
+) -> Reply:
+    answer = _scripted(parse_completion(payload, seed), payload, model, header)
     return _Completion(answer, False, model.new_id("cmpl"), int(time.time()))
+
+
+def _scripted(
+    answer: Answer, payload: dict[str, Any], model: LocalModel, header: str | None
+) -> Answer:
+    """The answer a test scripted for this request, if any (else the written one)."""
+    scripted = model.script.next(payload, header)
+    return answer if scripted is None else scripted.apply(answer, answer.prompt_text)
 
 
 def add_routes(app: web.Application) -> None:
@@ -111,11 +124,14 @@ def add_routes(app: web.Application) -> None:
 
 
 async def _chat(request: web.Request) -> web.StreamResponse:
-    return await model_request(request, CHAT_PATH, _make_chat)
+    header = request.headers.get(REPLY_HEADER)
+    return await model_request(request, CHAT_PATH, functools.partial(_make_chat, header=header))
 
 
 async def _completions(request: web.Request) -> web.StreamResponse:
-    return await model_request(request, COMPLETIONS_PATH, _make_completion)
+    header = request.headers.get(REPLY_HEADER)
+    make = functools.partial(_make_completion, header=header)
+    return await model_request(request, COMPLETIONS_PATH, make)
 
 
 @dataclass(slots=True)

@@ -39,6 +39,7 @@ __all__ = [
     "Answer",
     "BadRequest",
     "Choice",
+    "cut",
     "json_body",
     "parse_chat",
     "parse_completion",
@@ -254,13 +255,15 @@ class Answer:
     echo_prompts: list[str] = field(default_factory=list)
     options: ChatOptions = field(default_factory=ChatOptions)
     logprobs: int | None = None  # completions: how many alternatives per token
+    stop: tuple[str, ...] = ()
+    max_tokens: int | None = None
 
     @property
     def completion_tokens(self) -> int:
         return sum(c.tokens for c in self.choices)
 
 
-def _cut(text: str, stop: tuple[str, ...], max_tokens: int | None) -> tuple[list[str], str]:
+def cut(text: str, stop: tuple[str, ...], max_tokens: int | None) -> tuple[list[str], str]:
     finish = "stop"
     if stop:
         cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
@@ -385,18 +388,18 @@ def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
                 if mode == "json_schema" and schema is not None
                 else json_object(analysis, rng)
             )
-            pieces, finish = _cut(orjson.dumps(value).decode(), (), max_tokens)
+            pieces, finish = cut(orjson.dumps(value).decode(), (), max_tokens)
             choices.append(Choice(i, pieces, finish))
         elif after_tool:
             text = _tool_result_answer(messages, user_text)
-            pieces, finish = _cut(text, stop, max_tokens)
+            pieces, finish = cut(text, stop, max_tokens)
             choices.append(Choice(i, pieces, finish))
         else:
             text = options.media + _written(analysis, seed_i)
-            pieces, finish = _cut(text, stop, max_tokens)
+            pieces, finish = cut(text, stop, max_tokens)
             choices.append(Choice(i, pieces, finish))
     answer = Answer(choices, prompt_tokens, prompt_text, stream, include_usage, model)
-    answer.options = options
+    answer.options, answer.stop, answer.max_tokens = options, stop, max_tokens
     return answer
 
 
@@ -515,7 +518,7 @@ def _tool_call(
 
 def _tool_choice(index: int, call: tuple[str, str, str], max_tokens: int | None) -> Choice:
     call_id, name, arguments = call
-    fragments, finish = _cut(arguments, (), max_tokens)
+    fragments, finish = cut(arguments, (), max_tokens)
     finish = "length" if finish == "length" else "tool_calls"
     return Choice(index, fragments, finish, [(call_id, name, fragments)])
 
@@ -620,7 +623,7 @@ def parse_completion(body: dict[str, Any], default_seed: int) -> Answer:
         lead = "" if not text or text[-1].isspace() else "\n\n"
         for j in range(n):
             seed_j = stable_seed("completion", text, model, variant, j)
-            pieces, finish = _cut(lead + _written(analysis, seed_j), stop, max_tokens)
+            pieces, finish = cut(lead + _written(analysis, seed_j), stop, max_tokens)
             choices.append(Choice(p_index * n + j, pieces, finish))
     answer = Answer(
         choices,
@@ -630,7 +633,7 @@ def parse_completion(body: dict[str, Any], default_seed: int) -> Answer:
         include_usage,
         model,
     )
-    answer.logprobs = logprobs
+    answer.logprobs, answer.stop, answer.max_tokens = logprobs, stop, max_tokens
     if echo:
         answer.echo_prompts = [p for p in prompts for _ in range(n)]
     return answer

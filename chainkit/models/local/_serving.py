@@ -23,6 +23,7 @@ from aiohttp import web
 
 from chainkit.errors import ConfigError
 from chainkit.models.local._errors import BadRequest, json_body
+from chainkit.models.local._scripted import Script
 from chainkit.models.local._settings import (
     FAULTS_HEADER,
     MAX_DELAY,
@@ -72,6 +73,7 @@ class LocalModel:
         self.settings = settings
         self.request_log = request_log  # whether GET /stats?log=1 may show the prompts
         self.stats = Stats()
+        self.script = Script()  # scripted replies (chainkit.testing)
         self.seen: dict[bytes, int] = {}
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
