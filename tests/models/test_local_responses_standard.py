@@ -1,14 +1,15 @@
 """LangChain's standard suites against the local model's Responses API and embeddings.
 
 ``ChatModelIntegrationTests`` runs through ``ChatOpenAI(use_responses_api=True)`` and
-``EmbeddingsIntegrationTests`` through ``OpenAIEmbeddings``, both against a real local
-model server on loopback. The feature flags say what the local model really does.
+``EmbeddingsIntegrationTests`` through ``OpenAIEmbeddings``, both against a real
+``python -m chainkit.models.local`` process (what ``chainkit local serve`` runs) on
+loopback. The feature flags say what the local model really does.
 
 Two adjustments, both outside the model under test:
 
 - The suite downloads its sample PNG and PDF from the internet (``httpx.get``); tests
   may only use loopback, so the suite's module gets an ``httpx.get`` that returns a
-  small valid PNG or PDF made here. The model still receives them as base64 parts.
+  small valid PNG or PDF (``tests.models._served``). The model still receives them.
 - Two notices LangChain itself gives about the suite's own inputs are allowed (with
   warnings as errors the notice alone would fail the test): a pydantic v1 schema
   falls back to function calling, and a PDF block without a filename gets a
@@ -20,8 +21,6 @@ Audio inputs stay off: ``ChatOpenAI`` drops audio blocks from Responses API inpu
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -36,8 +35,7 @@ from langchain_tests.integration_tests import (
 from langchain_tests.integration_tests import chat_models as chat_suite
 
 from chainkit.models import HttpPool, load_model
-from chainkit.models.local import LocalModelServer
-from chainkit.testing import local_model_server
+from tests.models._served import local_model_process, offline_get
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Received a Pydantic BaseModel V1 schema:UserWarning"),
@@ -49,47 +47,17 @@ _POOL = HttpPool()  # async clients per event loop, closed with each test's loop
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _local_model() -> Iterator[LocalModelServer]:
-    with local_model_server() as server:
-        _SERVER["base_url"] = server.base_url
-        yield server
+def _local_model_process() -> Iterator[str]:
+    with local_model_process() as base_url:
+        _SERVER["base_url"] = base_url
+        yield base_url
     _SERVER.clear()
-
-
-def _png() -> bytes:
-    """A valid 2x2 RGB PNG."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
-    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
-_PDF = (
-    b"%PDF-1.1\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
-    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
-    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\n"
-    b"trailer<</Root 1 0 R>>\n%%EOF\n"
-)
-
-
-def _offline_get(url: str, **_: Any) -> SimpleNamespace:
-    return SimpleNamespace(content=_PDF if url.endswith(".pdf") else _png())
 
 
 class TestResponsesAPIStandard(ChatModelIntegrationTests):
     @pytest.fixture(autouse=True)
     def _samples_offline(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(chat_suite, "httpx", SimpleNamespace(get=_offline_get))
+        monkeypatch.setattr(chat_suite, "httpx", SimpleNamespace(get=offline_get))
 
     @pytest.fixture
     def model(self, request: Any) -> BaseChatModel:

@@ -1,22 +1,18 @@
 """LangChain's standard chat-model suite through ``ChatOpenAI`` (Chat Completions) against a
-real ``python -m chainkit.models.local`` process, as ``chainkit local serve`` runs it.
+real ``python -m chainkit.models.local`` process, as ``chainkit local serve`` runs it
+(``tests.models._served``).
 
 The feature flags say what the local model really does: tools (also forced), structured
 output (all methods), JSON mode, image, PDF and audio inputs, images and PDFs in tool
 messages, usage (also streamed), and the model name echoed. The suite downloads its
 sample PNG and PDF from the internet; tests may only use loopback, so its module gets the
-offline ``httpx.get`` of ``test_local_responses_standard`` (a small valid PNG or PDF), and a
+offline ``httpx.get`` of ``tests.models._served`` (a small valid PNG or PDF), and a
 small WAV made here for the audio test.
 """
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,7 +24,7 @@ from langchain_tests.integration_tests import chat_models as chat_suite
 
 from chainkit.models import load_model
 from chainkit.models.local._chat_options import wav_bytes
-from tests.models.test_local_responses_standard import _offline_get
+from tests.models._served import local_model_process, offline_get
 
 pytestmark = [
     # upstream: langchain-openai model_dump()s the SDK's parsed stream snapshots and pydantic
@@ -38,39 +34,21 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:OpenAI may require a filename:UserWarning"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 _SERVER: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _local_model_process() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chainkit.models.local", "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        match = re.search(r"OPENAI_BASE_URL=(\S+)", line)
-        assert match, line
-        _SERVER["base_url"] = match.group(1)
-        yield match.group(1)
-    finally:
-        _SERVER.clear()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-        if proc.stderr is not None:
-            rest = proc.stderr.read()
-            proc.stderr.close()
-            assert "Traceback" not in rest, rest
+    with local_model_process() as base_url:
+        _SERVER["base_url"] = base_url
+        yield base_url
+    _SERVER.clear()
 
 
 def _offline_sample(url: str, **kwargs: Any) -> SimpleNamespace:
     if url.endswith(".wav"):
         return SimpleNamespace(content=wav_bytes("a bird calls in the morning"))
-    return _offline_get(url, **kwargs)
+    return offline_get(url, **kwargs)
 
 
 class TestChatCompletionsStandard(ChatModelIntegrationTests):
