@@ -13,16 +13,16 @@
 
 from __future__ import annotations
 
-import email.utils
 import math
 import random
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx2
 import openai
 import orjson
+
+from chainkit._upstream import parse_retry_after
 
 __all__ = [
     "completion_dict",
@@ -96,24 +96,9 @@ def stream_error(data: Mapping[str, Any], url: str) -> openai.APIError:
     return openai.APIError(message=message, request=_request(url), body=error)
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    for header, divisor in (("retry-after-ms", 1000), ("retry-after", 1)):
-        value = headers.get(header)
-        if value is None:
-            continue
-        try:
-            return float(value) / divisor
-        except ValueError:
-            continue
-    parsed = email.utils.parsedate_tz(headers.get("retry-after", ""))
-    if parsed is None:
-        return None
-    return float(email.utils.mktime_tz(parsed) - time.time())
-
-
 def should_retry(status: int, headers: Mapping[str, str]) -> bool:
     """The SDK's rule: obey ``x-should-retry``, else retry 408, 409, 429 and 5xx."""
-    after = _retry_after(headers)
+    after = parse_retry_after(headers)
     if after is not None and math.isfinite(after) and after > _MAX_RETRY_AFTER_DELAY:
         return False
     hint = headers.get("x-should-retry")
@@ -124,7 +109,7 @@ def should_retry(status: int, headers: Mapping[str, str]) -> bool:
 
 def retry_delay(retries_taken: int, headers: Mapping[str, str] | None = None) -> float:
     """Seconds to wait before the next attempt: ``Retry-After``, else backoff with jitter."""
-    after = _retry_after(headers) if headers is not None else None
+    after = parse_retry_after(headers) if headers is not None else None
     if after is not None and math.isfinite(after) and 0 < after <= _MAX_RETRY_AFTER_DELAY:
         return after
     delay = min(_INITIAL_RETRY_DELAY * 2.0 ** min(retries_taken, 1000), _MAX_RETRY_DELAY)
