@@ -22,8 +22,9 @@ import openai
 
 from chainkit.models._http import HttpPool
 from chainkit.models._lean import LeanAsyncOpenAI, LeanEndpoint
+from chainkit.models._lean_sync import LeanOpenAI
 
-__all__ = ["is_lean", "stock_async_root", "use_http_pool"]
+__all__ = ["is_lean", "stock_async_root", "stock_sync_root", "use_http_pool"]
 
 M = TypeVar("M")
 
@@ -36,6 +37,18 @@ def stock_async_root(model: Any) -> Any:
     if root is None:  # BaseOpenAI (completions) keeps only the resource
         root = sdk_root(getattr(model, "async_client", None))
     if isinstance(root, LeanAsyncOpenAI):
+        return root.stock
+    return root
+
+
+def stock_sync_root(model: Any) -> Any:
+    """The model's ``openai.OpenAI`` (under the lean wrapper, if any)."""
+    from chainkit._compat import sdk_root  # lazily: chainkit.models.local loads no LangChain
+
+    root = getattr(model, "root_client", None)
+    if root is None:
+        root = sdk_root(getattr(model, "client", None))
+    if isinstance(root, LeanOpenAI):
         return root.stock
     return root
 
@@ -71,6 +84,9 @@ def use_http_pool(model: M, pool: HttpPool, *, max_retries: int | None = None) -
         return model
     chat = isinstance(model, BaseChatOpenAI)
     updates: dict[str, Any] = {}
+    if max_retries is not None:
+        updates["max_retries"] = max_retries
+    lean: LeanAsyncOpenAI | None = None
     root = stock_async_root(model)
     if root is not None:
         users_client = getattr(model, "http_async_client", None) is not None
@@ -88,21 +104,21 @@ def use_http_pool(model: M, pool: HttpPool, *, max_retries: int | None = None) -
             current = getattr(model, "root_async_client", None)
             if isinstance(current, LeanAsyncOpenAI):
                 chunk_timeout = current.chunk_timeout
-            new_root = LeanAsyncOpenAI(new_root, pool, chunk_timeout=chunk_timeout)
+            new_root = lean = LeanAsyncOpenAI(new_root, pool, chunk_timeout=chunk_timeout)
             if chunk_timeout is not None:
                 updates["stream_chunk_timeout"] = None
         updates["async_client"] = new_root.chat.completions if chat else new_root.completions
         if chat:
             updates["root_async_client"] = new_root
-    if max_retries is not None:
-        updates["max_retries"] = max_retries
-        from chainkit._compat import sdk_root
-
-        sync_root = getattr(model, "root_client", None) or sdk_root(getattr(model, "client", None))
-        if sync_root is not None and hasattr(sync_root, "with_options"):
+    sync_root = stock_sync_root(model)
+    if sync_root is not None and (lean is not None or max_retries is not None):
+        new_sync: Any = sync_root
+        if max_retries is not None and hasattr(sync_root, "with_options"):
             new_sync = sync_root.with_options(max_retries=max_retries)
-            updates["client"] = new_sync.chat.completions if chat else new_sync.completions
-            if chat:
-                updates["root_client"] = new_sync
+        if lean is not None and getattr(model, "http_client", None) is None:
+            new_sync = LeanOpenAI(new_sync, lean)
+        updates["client"] = new_sync.chat.completions if chat else new_sync.completions
+        if chat:
+            updates["root_client"] = new_sync
     copy: Any = model.model_copy(update=updates)
     return cast("M", copy)

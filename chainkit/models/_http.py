@@ -36,6 +36,7 @@ __all__ = ["DEFAULT_MAX_CONNECTIONS", "HttpPool", "default_pool"]
 
 DEFAULT_MAX_CONNECTIONS = 1000  # the openai SDK's own default
 _KEEPALIVE_SECONDS = 30.0
+_CLOSE_TIMEOUT = 10.0
 
 
 class _LoopClients:
@@ -61,6 +62,15 @@ async def _close_at_loop_shutdown(clients: list[_LoopClients]) -> AsyncGenerator
     finally:
         for entry in clients:
             await entry.aclose()
+
+
+# What is open on each loop, held by the loop's life (not the pool's): a pool
+# dropped without aclose() keeps its clients until the loop shuts down and closes
+# them, instead of the garbage collector finding an open session ("Unclosed
+# client session") in the same pass as the pool.
+_OPEN: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[_LoopClients]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _start(guard: AsyncIterator[None]) -> None:
@@ -99,6 +109,7 @@ class HttpPool:
             holder.append(entry)
             _start(guard)  # from now on the loop finalises it at shutdown
             self._loops[loop] = entry
+            _OPEN.setdefault(loop, set()).add(entry)
         return entry
 
     def session(self) -> aiohttp.ClientSession:
@@ -142,13 +153,30 @@ class HttpPool:
         return self._httpx_client
 
     async def aclose(self) -> None:
-        """Close the clients this pool opened on the running event loop."""
-        with contextlib.suppress(RuntimeError):  # no running loop: nothing of ours is open
-            loop = asyncio.get_running_loop()
-            entry = self._loops.pop(loop, None)
-            if entry is not None:
-                await entry.aclose()
-                await entry.guard.aclose()
+        """Close the clients this pool opened, on this loop and on others still running.
+
+        (A sync call runs the lean path on ``chainkit._bridge``'s loop thread: its
+        clients are closed there.) Clients of a loop that is stopped but not
+        closed stay open until that loop shuts down.
+        """
+        current = asyncio.get_running_loop()
+        for loop, entry in list(self._loops.items()):
+            if loop is current:
+                await _close(loop, entry)
+            elif loop.is_running():
+                done = asyncio.run_coroutine_threadsafe(_close(loop, entry), loop)
+                with contextlib.suppress(Exception):  # that loop stopped meanwhile
+                    await asyncio.wait_for(asyncio.wrap_future(done), _CLOSE_TIMEOUT)
+            else:
+                continue
+            self._loops.pop(loop, None)
+
+
+async def _close(loop: asyncio.AbstractEventLoop, entry: _LoopClients) -> None:
+    """Close ``entry`` on its own ``loop`` (the running one)."""
+    _OPEN.get(loop, set()).discard(entry)
+    await entry.aclose()
+    await entry.guard.aclose()
 
 
 class _PerLoopTransport(httpx2.AsyncBaseTransport):

@@ -9,13 +9,14 @@ over aiohttp (from the model's :class:`~chainkit.models._http.HttpPool`) with
 orjson, without building the SDK's pydantic object for every answer and chunk
 only to have langchain-openai dump it back to a dict.
 
-What it does not cover takes the SDK's own path, on the same pool, with a
-debug log line and a count in :func:`fallbacks`: parameters it does not know
-(audio, ``extra_query``, a non-JSON body), everything that is not a plain
-``create`` (``parse`` for ``response_format``, ``beta`` streams, the Responses
-API, files). Errors are the SDK's exception classes with the same status,
-headers and body, and the SDK's retry policy applies (``max_retries`` of the
-client). Leaving a stream early closes its connection.
+Structured output (``parse``, ``beta.chat.completions.stream``) goes the same
+way, with the SDK's own helpers around it (see ``_lean_parse``). What it does
+not cover takes the SDK's own path, on the same pool, with a debug log line and
+a count in :func:`fallbacks`: parameters it does not know (audio,
+``extra_query``, a non-JSON body), the Responses API, files, anything else.
+Errors are the SDK's exception classes with the same status, headers and body,
+and the SDK's retry policy applies (``max_retries`` of the client). Leaving a
+stream early closes its connection. Sync calls: ``_lean_sync``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import orjson
 from pydantic import PrivateAttr
 
 from chainkit.models._http import HttpPool
+from chainkit.models._lean_parse import StructuredStream, parse_body, parsed_answer
 from chainkit.models._wire import (
     completion_dict,
     connection_error,
@@ -195,6 +197,27 @@ class LeanEndpoint:
             return LeanStream(response, self._url)
         return await self._read(response)
 
+    async def parse(self, **params: Any) -> Any:
+        """``chat.completions.parse``: the answer with ``parsed`` (structured output)."""
+        request = self._request(parse_body(params, stream=False))
+        if request is None:
+            return await self._stock.parse(**params)
+        return parsed_answer(params, await self._read(await self._send(*request)))
+
+    async def open_stream(self, body: dict[str, Any]) -> LeanStream:
+        """A stream of ``body`` (already checked by :meth:`supports`) on the lean path."""
+        request = self._request(body)
+        if request is None:  # pragma: no cover - supports() said yes
+            raise RuntimeError("open_stream() of a body the lean path does not take")
+        return LeanStream(await self._send(*request), self._url)
+
+    def supports(self, params: dict[str, Any]) -> bool:
+        """Whether the lean path takes ``params`` (counted as a fallback when not)."""
+        if params.keys() <= self._params:
+            return True
+        _fallback(f"parameters {sorted(params.keys() - self._params)}")
+        return False
+
     async def _read(self, response: aiohttp.ClientResponse) -> Any:
         try:
             body = await response.read()
@@ -285,6 +308,14 @@ class _RawEndpoint:
     def __getattr__(self, name: str) -> Any:
         _fallback(f"completions.with_raw_response.{name}")
         return getattr(self._endpoint._stock.with_raw_response, name)
+
+    async def parse(self, **params: Any) -> Any:
+        endpoint = self._endpoint
+        request = endpoint._request(parse_body(params, stream=False))
+        if request is None:
+            return await endpoint._stock.with_raw_response.parse(**params)
+        response = await endpoint._send(*request)
+        return _RawResponse(response, parsed_answer(params, await endpoint._read(response)))
 
     async def create(self, **params: Any) -> Any:
         endpoint = self._endpoint
@@ -378,12 +409,39 @@ class LeanStream:
 
 
 class _LeanChat:
-    def __init__(self, stock: Any, completions: LeanEndpoint) -> None:
+    def __init__(self, stock: Any, completions: Any) -> None:
         self._stock = stock
         self.completions = completions
 
     def __getattr__(self, name: str) -> Any:
         _fallback(f"chat.{name}")
+        return getattr(self._stock, name)
+
+
+class _BetaCompletions:
+    """``beta.chat.completions``: ``stream`` (structured output streamed) on the lean path."""
+
+    def __init__(self, stock: Any, endpoint: LeanEndpoint) -> None:
+        self._stock = stock
+        self._endpoint = endpoint
+
+    def __getattr__(self, name: str) -> Any:
+        _fallback(f"beta.chat.completions.{name}")
+        return getattr(self._stock, name)
+
+    def stream(self, **params: Any) -> Any:
+        if not self._endpoint.supports(params):
+            return self._stock.stream(**params)
+        return StructuredStream(self._endpoint, params)
+
+
+class _Beta:
+    def __init__(self, stock: Any, endpoint: LeanEndpoint) -> None:
+        self._stock = stock
+        self.chat = _LeanChat(stock.chat, _BetaCompletions(stock.chat.completions, endpoint))
+
+    def __getattr__(self, name: str) -> Any:
+        _fallback(f"beta.{name}")
         return getattr(self._stock, name)
 
 
@@ -404,6 +462,7 @@ class LeanAsyncOpenAI:
             stock.chat.completions, stock, pool, chat=True, chunk_timeout=chunk_timeout
         )
         self.chat = _LeanChat(stock.chat, chat)
+        self.beta = _Beta(stock.beta, chat)
         self.completions = LeanEndpoint(
             stock.completions, stock, pool, chat=False, chunk_timeout=chunk_timeout
         )

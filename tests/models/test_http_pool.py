@@ -95,3 +95,18 @@ async def test_use_http_pool_copies_the_model_onto_the_pool() -> None:
     reply = await copy.ainvoke("Tell me a fact about number 2")
     assert reply.content
     await pool.aclose()
+
+
+async def test_aclose_also_closes_what_a_sync_call_opened(server: LocalModelServer) -> None:
+    pool = HttpPool(max_connections=2)
+    chat = use_http_pool(
+        ChatOpenAI(base_url=server.base_url, api_key="x", model="m", max_tokens=4),  # type: ignore[arg-type]
+        pool,
+    )
+    assert is_lean(chat)
+    await asyncio.to_thread(chat.invoke, "hi")  # the lean path on the sync bridge's loop
+    sessions = [entry.session for entry in pool._loops.values()]
+    assert sessions
+    assert all(s is not None and not s.closed for s in sessions)
+    await pool.aclose()
+    assert all(s is not None and s.closed for s in sessions)
