@@ -29,12 +29,28 @@ from chainkit.errors import (
     UnknownProviderError,
     register_secret,
 )
-from chainkit.models._bind import use_http_pool
-from chainkit.models._http import HttpPool, default_pool
-from chainkit.models._lean import fallbacks as lean_fallbacks
 
 if TYPE_CHECKING:  # LangChain is imported lazily: chainkit.models.local must not load it
     from langchain_core.language_models import BaseChatModel, BaseLLM
+
+    from chainkit.models._bind import use_http_pool
+    from chainkit.models._http import HttpPool
+    from chainkit.models._lean import fallbacks as lean_fallbacks
+
+# the HTTP seam (aiohttp, openai, the lean path) is imported on first use, too
+_LAZY = {
+    "HttpPool": ("chainkit.models._http", "HttpPool"),
+    "use_http_pool": ("chainkit.models._bind", "use_http_pool"),
+    "lean_fallbacks": ("chainkit.models._lean", "fallbacks"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'chainkit.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(target[0]), target[1])
+
 
 __all__ = [
     "DEFAULT_LOCAL_MODEL",
@@ -128,6 +144,9 @@ def _on_pool(model: Any, settings: dict[str, Any], pool: HttpPool | None) -> Any
     """``model`` on ``pool`` (else the process-wide one), unless the caller gave a client."""
     if any(settings.get(key) is not None for key in _CLIENT_KWARGS):
         return model  # a client the user passed in: the SDK's path, as given
+    from chainkit.models._bind import use_http_pool
+    from chainkit.models._http import default_pool
+
     return use_http_pool(model, pool or default_pool())
 
 

@@ -6,8 +6,9 @@ structured output, JSON mode) to the SDK's helpers: ``chat.completions.parse``
 (events, then ``get_final_completion()``). These stand-ins send the same request
 over the lean path and let the SDK's own helpers do what is theirs to do:
 
-- the request: ``type_to_response_format_param`` (a pydantic class as a strict
-  JSON schema) and ``validate_input_tools`` (only strict function tools);
+- the request (the ``sdk_parse`` seam of ``chainkit._compat``): ``type_to_response_format_param``
+  (a pydantic class as a strict JSON schema) and ``validate_input_tools`` (only
+  strict function tools);
 - the answer: ``parse_chat_completion`` (``parsed``, ``parsed_arguments``,
   the length and content-filter errors), and for a stream the SDK's
   ``ChatCompletionStreamState``, which decides the events and the final completion.
@@ -23,11 +24,6 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from openai.lib._parsing._completions import (
-    parse_chat_completion,
-    type_to_response_format_param,
-    validate_input_tools,
-)
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -61,10 +57,12 @@ def _given(value: Any) -> Any:
 
 def parse_body(params: dict[str, Any], *, stream: bool) -> dict[str, Any]:
     """The body the SDK's ``parse``/``stream`` would send for ``params``."""
-    validate_input_tools(_given(params.get("tools")))
+    from chainkit._compat import sdk_response_format, sdk_tools
+
+    sdk_tools(_given(params.get("tools")))
     body = {**params, "stream": stream}
     if "response_format" in params:
-        body["response_format"] = type_to_response_format_param(params["response_format"])
+        body["response_format"] = sdk_response_format(params["response_format"])
     return body
 
 
@@ -73,11 +71,14 @@ def parsed_answer(params: dict[str, Any], answer: Any) -> ParsedChatCompletion[A
     completion = ChatCompletion.model_validate(
         answer.model_dump() if hasattr(answer, "model_dump") else answer
     )
-    return parse_chat_completion(
-        response_format=_given(params.get("response_format")),
-        input_tools=validate_input_tools(_given(params.get("tools"))),
-        chat_completion=completion,
+    from chainkit._compat import sdk_parse, sdk_tools
+
+    parsed: ParsedChatCompletion[Any] = sdk_parse(
+        completion,
+        _given(params.get("response_format")),
+        sdk_tools(_given(params.get("tools"))),
     )
+    return parsed
 
 
 class StructuredStream:
