@@ -14,10 +14,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.tools import tool
-from langchain_openai import ChatOpenAI
+from langchain_openai import ChatOpenAI, OpenAI
 from pydantic import BaseModel
 
 from chainkit.models import HttpPool, lean_fallbacks, use_http_pool
@@ -199,3 +200,38 @@ async def test_the_same_event_stream_on_both_paths(models: Models) -> None:
     lean, stock = await _both(models, events)
     assert [e["event"] for e in lean] == [e["event"] for e in stock]
     assert lean == stock
+
+
+async def test_the_completions_endpoint_answers_the_same(server: LocalModelServer) -> None:
+    """``load_llm``'s ``OpenAI`` (the legacy completions endpoint) on both paths."""
+    pool = HttpPool(max_connections=4)
+    settings: dict[str, Any] = {
+        "base_url": server.base_url,
+        "api_key": "x",
+        "model": "chainkit-local",
+        "temperature": 0,
+        "max_tokens": 24,
+        "max_retries": 0,
+    }
+    lean = use_http_pool(OpenAI(**settings), pool)
+    stock = OpenAI(**settings, http_async_client=pool.httpx_client, http_client=httpx.Client())
+    assert is_lean(lean)
+    assert not is_lean(stock)
+    before = lean_fallbacks()
+    for call in (
+        lambda m: m.ainvoke(FACT),
+        lambda m: m.agenerate([FACT, HAIKU], logprobs=1),
+        lambda m: _stream(m, HAIKU),
+        lambda m: asyncio.to_thread(m.invoke, FACT, stop=["prime"]),
+        lambda m: asyncio.to_thread(lambda: list(m.stream(HAIKU))),
+    ):
+        answers = [await call(m) for m in (lean, stock)]
+        plain = [a.model_dump() if isinstance(a, BaseModel) else a for a in answers]
+        for value in plain:
+            if isinstance(value, dict):
+                value.pop("run", None)  # run ids
+        assert plain[0] == plain[1]
+        assert plain[0]
+    assert lean_fallbacks() == before
+    stock.client._client.close()
+    await pool.aclose()
