@@ -8,7 +8,7 @@ from typing import Any
 
 from langchain_core.outputs import LLMResult
 
-from chainkit.trace import message_text
+from chainkit.trace import message_text, usage_of
 
 __all__ = [
     "DEFERRED_INPUT",
@@ -75,30 +75,9 @@ def llm_result_text(response: LLMResult) -> str:
 
 
 def llm_result_usage(response: LLMResult) -> dict[str, Any] | None:
-    """Token usage: the message's ``usage_metadata``, else the provider's ``token_usage``."""
-    try:
-        generation = response.generations[0][0]
-    except (IndexError, TypeError):
-        generation = None
-    usage = getattr(getattr(generation, "message", None), "usage_metadata", None)
-    if usage:
-        return dict(usage)
-    llm_output = response.llm_output or {}
-    raw = llm_output.get("token_usage") or llm_output.get("usage")
-    if isinstance(raw, Mapping) and raw:
-        out: dict[str, Any] = {}
-        for ours, theirs in (
-            ("input_tokens", "prompt_tokens"),
-            ("output_tokens", "completion_tokens"),
-            ("total_tokens", "total_tokens"),
-        ):
-            value = raw.get(ours, raw.get(theirs))
-            if isinstance(value, int):
-                out[ours] = value
-        if out and "total_tokens" not in out:
-            out["total_tokens"] = out.get("input_tokens", 0) + out.get("output_tokens", 0)
-        return out or None
-    return None
+    """Token usage of a model result as a trace record holds it (see :func:`usage_of`)."""
+    usage = usage_of(response)
+    return usage.model_dump() if usage is not None else None
 
 
 def llm_result_output(response: LLMResult, kind: str) -> Any:

@@ -33,10 +33,11 @@ from chainkit.runners._provider_report import ProviderBatchReport
 from chainkit.runners._ray import RayBatchReport, run_batch_ray
 from chainkit.runners._ray_pool import release_ray_workers
 from chainkit.runners._ray_transport import ChainRecipe
-from chainkit.runners._records import ErrorInfo, ResultRecord, ResultsHeader, Usage
+from chainkit.runners._records import ResultRecord, ResultsHeader
 from chainkit.runners._report import BatchReport
 from chainkit.runners._retry import RetryPolicy, classify_error
 from chainkit.runners._runner import ResultStream, iter_results, run_batch, run_batch_sync
+from chainkit.trace import ErrorInfo, Usage
 
 __all__ = [
     "PRICES",

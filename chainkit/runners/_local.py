@@ -54,6 +54,7 @@ from chainkit.runners._records import ResultRecord, error_record, ok_record
 from chainkit.runners._report import BatchReport
 from chainkit.runners._retry import AttemptTimeoutError, classify_error
 from chainkit.runners._usage import AttemptHandler
+from chainkit.trace import add_chunk
 
 __all__ = ["LocalExecutor"]
 
@@ -293,17 +294,10 @@ class LocalExecutor:
     async def _astream(self, item: InputItem, config: RunnableConfig, outcome: _Outcome) -> None:
         start = time.monotonic()
         final: Any = None
-        first = True
         async for chunk in self.chain.astream(item.value, config):
-            if first:
+            if outcome.ttft is None:
                 outcome.ttft = time.monotonic() - start
-                first = False
-                final = chunk
-                continue
-            try:
-                final = final + chunk
-            except TypeError:  # cumulative chunks (JSON parsers): the last one is the whole
-                final = chunk
+            final = add_chunk(final, chunk)
         outcome.output = final
 
     def _config(self, item: InputItem, attempt: int, handler: AttemptHandler) -> RunnableConfig:

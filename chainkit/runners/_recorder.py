@@ -43,6 +43,7 @@ from chainkit.runners._prepare import PreparedChain
 from chainkit.runners._progress import NullProgress, ProgressSink, Snapshot, make_progress
 from chainkit.runners._records import ResultRecord, ResultsHeader, error_record
 from chainkit.runners._report import BatchReport
+from chainkit.trace import register_env_secrets
 
 __all__ = ["Recorder", "Sink"]
 
@@ -106,6 +107,7 @@ class Recorder:
         self._sink = sink
         self._t0 = time.monotonic()
         self._stopper.arm()
+        register_env_secrets()  # so that no record carries one (inputs, outputs, errors)
         total = known_total(self.inputs)  # also: a missing input file fails here, before output
         self._open_output(total)
         self.report.total = total

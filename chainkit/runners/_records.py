@@ -1,4 +1,11 @@
-"""Result records and the header line of a result file (pydantic: they live on disk)."""
+"""Result records and the header line of a result file (pydantic: they live on disk).
+
+A record speaks the package's one record language (:mod:`chainkit.trace`): its
+``error`` is a :class:`chainkit.trace.ErrorInfo`, its ``usage`` a
+:class:`chainkit.trace.Usage`, its input and output pass through
+:func:`chainkit.trace.to_jsonable` (secrets masked, sizes bounded), and error
+messages through :func:`chainkit.errors.redact`.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
+from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from chainkit.errors import InputError, MissingVariableError, redact
 from chainkit.runners._retry import describe_error, error_status
+from chainkit.trace import ErrorInfo, Usage, usage_of_message
+from chainkit.trace import to_jsonable as trace_jsonable
 
 if TYPE_CHECKING:
     from chainkit.runners._inputs import InputItem
@@ -24,36 +34,11 @@ __all__ = [
     "Usage",
     "error_record",
     "ok_record",
+    "output_json",
     "to_jsonable",
 ]
 
 FORMAT = "chainkit.results/1"
-
-
-class ErrorInfo(BaseModel):
-    """Why an item failed: the exception's class, a one-line redacted message, the HTTP status."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    message: str
-    status: int | None = None
-    attempts: int = 0
-
-
-class Usage(BaseModel):
-    """Tokens reported by the model(s) for the successful attempt of one item."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            total_tokens=self.total_tokens + other.total_tokens,
-        )
 
 
 class ResultRecord(BaseModel):
@@ -132,32 +117,16 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def to_jsonable(value: Any) -> Any:
-    """The output of a chain as JSON data: text stays text, messages become their content,
-    pydantic models and dataclasses become dicts, anything else its ``str``."""
-    try:
-        from langchain_core.messages import BaseMessage
-    except ImportError:  # pragma: no cover - langchain-core is a dependency
-        BaseMessage = None  # type: ignore[assignment,misc]  # noqa: N806
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if BaseMessage is not None and isinstance(value, BaseMessage):
-        return value.content if isinstance(value.content, str) else to_jsonable(value.content)
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return orjson.loads(orjson.dumps(value, default=_default, option=_ORJSON_OPTS))
+RESULT_MAX_CHARS = 1_000_000
+"""A string longer than this (in an input or an output) is cut in a result file."""
 
 
-def usage_from_output(value: Any) -> Usage | None:
-    """Token usage carried by an AI message output (``usage_metadata``), if any."""
-    meta = getattr(value, "usage_metadata", None)
-    if not meta:
-        return None
-    return Usage(
-        input_tokens=int(meta.get("input_tokens", 0) or 0),
-        output_tokens=int(meta.get("output_tokens", 0) or 0),
-        total_tokens=int(meta.get("total_tokens", 0) or 0),
-    )
+def output_json(value: Any) -> Any:
+    """An input or output as a result file holds it: :func:`chainkit.trace.to_jsonable` (plain
+    JSON, secrets masked, sizes bounded), with a message kept as its content."""
+    if isinstance(value, BaseMessage):
+        value = value.content
+    return trace_jsonable(value, RESULT_MAX_CHARS)
 
 
 def ok_record(
@@ -171,22 +140,18 @@ def ok_record(
     ttft: float | None = None,
 ) -> ResultRecord:
     """The record of an item that succeeded (``t0``: ``time.monotonic()`` at its start)."""
-    try:
-        value = to_jsonable(output)
-    except Exception:  # noqa: BLE001 - an odd output object is kept as text
-        value = str(output)
     return ResultRecord(
         index=item.index,
         id=item.id,
         line=item.line,
-        input=item.value,
-        output=value,
+        input=output_json(item.value),
+        output=output_json(output),
         attempts=attempts,
         started=started,
         ended=datetime.now(UTC),
         latency=time.monotonic() - t0,
         ttft=ttft,
-        usage=usage if usage is not None else usage_from_output(output),
+        usage=usage if usage is not None else usage_of_message(output),
     )
 
 
@@ -200,10 +165,13 @@ def error_record(
         index=item.index,
         id=item.id,
         line=item.line,
-        input=item.value,
+        input=output_json(item.value),
         error=ErrorInfo(type=kind, message=redact(message), status=status, attempts=attempts),
         attempts=attempts,
         started=started,
         ended=datetime.now(UTC),
         latency=time.monotonic() - t0,
     )
+
+
+to_jsonable = output_json  # the name the provider-batch executor imports

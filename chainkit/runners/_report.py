@@ -9,7 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chainkit.runners._records import ResultRecord, Usage
+from chainkit.runners._records import ResultRecord
+from chainkit.trace import Usage
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

@@ -18,7 +18,7 @@ from langchain_core.messages import BaseMessage, get_buffer_string
 from langchain_core.outputs import LLMResult
 
 from chainkit.runners._limits import RateLimits
-from chainkit.runners._records import Usage
+from chainkit.trace import Usage, usage_of
 
 __all__ = ["AttemptHandler"]
 
@@ -111,31 +111,3 @@ class AttemptHandler(AsyncCallbackHandler):
         self.usage = usage if self.usage is None else self.usage + usage
         if charged is not None and usage.total_tokens:
             self.limits.adjust_tokens(usage.total_tokens - charged)
-
-
-def usage_of(response: LLMResult) -> Usage | None:
-    """Token usage of one model call: message ``usage_metadata``, else ``llm_output``."""
-    total: Usage | None = None
-    for generations in response.generations:
-        for generation in generations:
-            message = getattr(generation, "message", None)
-            meta = getattr(message, "usage_metadata", None)
-            if meta:
-                found = Usage(
-                    input_tokens=int(meta.get("input_tokens", 0) or 0),
-                    output_tokens=int(meta.get("output_tokens", 0) or 0),
-                    total_tokens=int(meta.get("total_tokens", 0) or 0),
-                )
-                total = found if total is None else total + found
-    if total is not None:
-        return total
-    token_usage = (response.llm_output or {}).get("token_usage") or {}
-    if token_usage:
-        prompt = int(token_usage.get("prompt_tokens", 0) or 0)
-        completion = int(token_usage.get("completion_tokens", 0) or 0)
-        return Usage(
-            input_tokens=prompt,
-            output_tokens=completion,
-            total_tokens=int(token_usage.get("total_tokens", prompt + completion) or 0),
-        )
-    return None

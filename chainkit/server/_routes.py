@@ -45,7 +45,7 @@ from chainkit.server._schemas import (
 )
 from chainkit.server._sse import EventStream, sse_event
 from chainkit.server._state import ServedChain, ServiceState, service_state
-from chainkit.trace import message_text, to_jsonable
+from chainkit.trace import add_chunk, message_text, to_jsonable
 
 __all__ = ["router"]
 
@@ -83,12 +83,7 @@ def _sse_doc(*models: str, text: str) -> dict[int | str, dict[str, Any]]:
 
 
 def _usage(handler: UsageMetadataCallbackHandler) -> Usage:
-    total = Usage()
-    for meta in handler.usage_metadata.values():
-        total.input_tokens += int(meta.get("input_tokens", 0) or 0)
-        total.output_tokens += int(meta.get("output_tokens", 0) or 0)
-        total.total_tokens += int(meta.get("total_tokens", 0) or 0)
-    return total
+    return Usage.total(handler.usage_metadata.values())
 
 
 def _config(
@@ -426,7 +421,7 @@ async def _chunk_events(
                 texts.append(str(chunk))
                 payload: dict[str, Any] = {"index": count, "text": str(chunk)}
             else:
-                combined = _combine(combined, chunk)
+                combined = add_chunk(combined, chunk)
                 payload = {"index": count, "data": output_json(chunk)}
             count += 1
             yield sse_event("chunk", payload)
@@ -443,16 +438,6 @@ async def _chunk_events(
         request_id=run.info.request_id,
     )
     yield sse_event("end", end.model_dump(mode="json"))
-
-
-def _combine(acc: Any, chunk: Any) -> Any:
-    """Chunks added up as LangChain does (dict pieces merge); else the latest wins."""
-    if acc is None:
-        return chunk
-    try:
-        return acc + chunk
-    except TypeError:
-        return chunk
 
 
 @router.post(

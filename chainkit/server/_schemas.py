@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from chainkit._unicode import lone_surrogate_at
+from chainkit.trace import Usage
 
 __all__ = [
     "BatchItem",
@@ -101,14 +102,6 @@ class InvokeRequest(JsonTextRequest):
 
     input: dict[str, Any] = Field(description="The chain's input variables.")
     config: RunConfig = Field(default_factory=RunConfig)
-
-
-class Usage(BaseModel):
-    """Tokens the model(s) reported for the call."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
 
 
 class InvokeResponse(BaseModel):

@@ -26,6 +26,13 @@ from chainkit.trace._records import (
 from chainkit.trace._run import ErrorInfo, Percentiles, Run, TraceSummary
 from chainkit.trace._serialize import DEFAULT_MAX_CHARS, message_text, to_jsonable
 from chainkit.trace._trace import Trace, error_info
+from chainkit.trace._values import (
+    Usage,
+    add_chunk,
+    register_env_secrets,
+    usage_of,
+    usage_of_message,
+)
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
@@ -45,7 +52,12 @@ __all__ = [
     "Trace",
     "TraceHeader",
     "TraceSummary",
+    "Usage",
+    "add_chunk",
     "error_info",
     "message_text",
+    "register_env_secrets",
     "to_jsonable",
+    "usage_of",
+    "usage_of_message",
 ]

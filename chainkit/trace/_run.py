@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from chainkit.trace._values import ErrorInfo
+
 __all__ = ["ErrorInfo", "Percentiles", "Run", "percentile"]
 
 MODEL_KINDS = frozenset({"llm", "chat_model"})
@@ -49,17 +51,6 @@ class Percentiles:
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f}ms"
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorInfo:
-    """Why a run failed: the exception's type name and its (redacted) message."""
-
-    type: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.type}: {self.message}" if self.message else self.type
 
 
 @dataclass(slots=True, eq=False)

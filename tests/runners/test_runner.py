@@ -133,6 +133,34 @@ async def test_secrets_are_redacted_from_error_records() -> None:
     assert "***" in error.message
 
 
+@pytest.mark.parametrize("strategy", ["sliding", "abatch"])
+async def test_a_results_file_never_holds_a_secret_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str
+) -> None:
+    secret = "canary-db-pass-4e7d19a0"  # matches no key pattern: only the environment says
+    monkeypatch.setenv("ORDERS_DB_PASSWORD", secret)
+
+    async def leak(value: dict[str, Any]) -> dict[str, Any]:
+        if value["n"] == 1:
+            raise ValueError(f"cannot connect with password {value['note']}")
+        return {"echo": value["note"], "nested": [{"text": f"uses {secret} here"}]}
+
+    out = tmp_path / "out.jsonl"
+    inputs = [{"n": n, "note": f"my {secret}"} for n in range(3)]
+    report = await run_batch(
+        RunnableLambda(leak), inputs, output=out, strategy=strategy, stream=True, **FAST
+    )
+    assert (report.succeeded, report.failed) == (2, 1)
+    text = out.read_text()
+    assert secret not in text
+    records = {r.index: r for r in read_results(out)}
+    assert records[0].input == {"n": 0, "note": "my ***"}  # input, output and error: masked
+    assert records[0].output == {"echo": "my ***", "nested": [{"text": "uses *** here"}]}
+    error = records[1].error
+    assert error is not None
+    assert error.message.endswith("password my ***")
+
+
 async def test_missing_variables_fail_before_any_call() -> None:
     calls = {"n": 0}
 
