@@ -462,3 +462,28 @@ def test_faults_delays_and_stats_apply_to_responses(
     counted = stats["requests"]["/v1/responses"]
     assert counted["429"] >= 1
     assert counted["200"] >= 1
+
+
+def test_scripted_replies_answer_responses() -> None:
+    from chainkit.testing import fail, local_model_server, tool_call
+
+    with (
+        local_model_server() as server,
+        openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client,
+    ):
+        server.enqueue("Scripted hello.", tool_call("get_time", {"city": "Lima"}), fail(429))
+        text = client.responses.create(model=MODEL, input="Tell me a joke")
+        assert text.output_text == "Scripted hello."
+        call = client.responses.create(model=MODEL, input="Anything", tools=[WEATHER, TIME])
+        assert [(o.type, o.name, json.loads(o.arguments)) for o in call.output] == [
+            ("function_call", "get_time", {"city": "Lima"})
+        ]
+        with pytest.raises(openai.RateLimitError):
+            client.responses.create(model=MODEL, input="Hi")
+        header = {"X-Chainkit-Reply": '{"content": "From the header."}'}
+        events = _events(
+            client.responses.create(model=MODEL, input="Hi", stream=True, extra_headers=header)
+        )
+        assert events[-1].response.output_text == "From the header."
+        deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        assert deltas == "From the header."

@@ -47,7 +47,14 @@ from chainkit.models.local._serving import (
 )
 from chainkit.models.local._settings import LocalModelSettings
 
-__all__ = ["CHAT_PATH", "COMPLETIONS_PATH", "Reply", "add_routes", "model_request"]
+__all__ = [
+    "CHAT_PATH",
+    "COMPLETIONS_PATH",
+    "Reply",
+    "add_routes",
+    "model_request",
+    "scripted_answer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -97,18 +104,18 @@ class _Completion:
 
 
 def _make_chat(payload: dict[str, Any], seed: int, model: LocalModel, header: str | None) -> Reply:
-    answer = _scripted(parse_chat(payload, seed), payload, model, header)
+    answer = scripted_answer(parse_chat(payload, seed), payload, model, header)
     return _Completion(answer, True, model.new_id("chatcmpl"), int(time.time()))
 
 
 def _make_completion(
     payload: dict[str, Any], seed: int, model: LocalModel, header: str | None
 ) -> Reply:
-    answer = _scripted(parse_completion(payload, seed), payload, model, header)
+    answer = scripted_answer(parse_completion(payload, seed), payload, model, header)
     return _Completion(answer, False, model.new_id("cmpl"), int(time.time()))
 
 
-def _scripted(
+def scripted_answer(
     answer: Answer, payload: dict[str, Any], model: LocalModel, header: str | None
 ) -> Answer:
     """The answer a test scripted for this request, if any (else the written one)."""

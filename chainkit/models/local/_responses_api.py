@@ -15,17 +15,19 @@ import itertools
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from chainkit.models.local._chat import model_request
+from chainkit.models.local._chat import model_request, scripted_answer
 from chainkit.models.local._errors import BadRequest
 from chainkit.models.local._requests import Answer, Choice, parse_chat
 from chainkit.models.local._responses import Events
 from chainkit.models.local._responses_input import ResponsesRequest, read_responses_request
+from chainkit.models.local._scripted import REPLY_HEADER
 from chainkit.models.local._serving import LocalModel, json_response
 from chainkit.models.local._text import analyse, count_tokens, tokenize
 
@@ -118,8 +120,14 @@ class ResponsesAPI:
         self._prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
 
-    def create(self, body: dict[str, Any], default_seed: int) -> ResponseResult:
-        """Answer a request body (raises :class:`BadRequest` for a 4xx)."""
+    def create(
+        self,
+        body: dict[str, Any],
+        default_seed: int,
+        script: Callable[[Answer], Answer] | None = None,
+    ) -> ResponseResult:
+        """Answer a request body (raises :class:`BadRequest` for a 4xx); ``script`` may
+        replace the written answer (a test's scripted reply)."""
         previous_id = body.get("previous_response_id")
         previous = None
         if isinstance(previous_id, str):
@@ -135,6 +143,8 @@ class ResponsesAPI:
             answer = parse_chat(request.chat, default_seed)
         except BadRequest as exc:
             raise _in_responses_terms(exc) from None
+        if script is not None:
+            answer = script(answer)
         suffix = f"{self._prefix}{next(self._ids):010x}"
         outputs = _outputs(request, answer.choices[0], suffix)
         reasoning_tokens = _reasoning_tokens(request, outputs, answer)
@@ -416,8 +426,8 @@ RESPONSES = web.AppKey("chainkit_local_responses", ResponsesAPI)
 
 def add_routes(app: web.Application) -> None:
     """Serve ``POST /v1/responses`` and ``GET``/``DELETE /v1/responses/{id}`` (also without
-    the ``/v1`` prefix); creating one takes the server's faults and delays and is counted
-    in its stats, as chat completions are."""
+    the ``/v1`` prefix); creating one takes the server's faults, delays and scripted replies
+    and is counted in its stats, as chat completions are."""
     app[RESPONSES] = ResponsesAPI()
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/responses", _create)
@@ -427,9 +437,13 @@ def add_routes(app: web.Application) -> None:
 
 async def _create(request: web.Request) -> web.StreamResponse:
     api = request.app[RESPONSES]
+    header = request.headers.get(REPLY_HEADER)
 
     def make(payload: dict[str, Any], seed: int, model: LocalModel) -> ResponseResult:
-        return api.create(payload, seed)
+        def script(answer: Answer) -> Answer:  # a test's scripted reply, if any
+            return scripted_answer(answer, payload, model, header)
+
+        return api.create(payload, seed, script)
 
     return await model_request(request, RESPONSES_PATH, make)
 

@@ -5,7 +5,7 @@ of them (:meth:`LocalModelServer.enqueue`), or a function that picks one per
 request (:meth:`LocalModelServer.reply_with`); one request can carry its own in
 the ``X-Chainkit-Reply`` header (JSON: ``{"content": "..."}``,
 ``{"tool_calls": [{"name": "f", "arguments": {...}}]}`` or
-``{"error": {"status": 429, "message": "..."}}``). Chat completions and
+``{"error": {"status": 429, "message": "..."}}``). Chat completions, responses and
 completions use them (validation still runs first); the request's ``n``,
 ``stream``, ``stop``, ``max_tokens`` and usage apply as to a written answer.
 """
