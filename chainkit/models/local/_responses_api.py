@@ -311,7 +311,7 @@ def _response(
         "tools": request.tools,
         "top_logprobs": 0,
         "top_p": 1.0 if request.top_p is None else request.top_p,
-        "truncation": request.echo.get("truncation") or "disabled",
+        "truncation": request.echo["truncation"],
         "usage": {
             "input_tokens": answer.prompt_tokens,
             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
@@ -320,7 +320,7 @@ def _response(
             "total_tokens": answer.prompt_tokens + output_tokens,
         },
         "user": request.echo.get("user"),
-        "metadata": request.echo.get("metadata") or {},
+        "metadata": request.echo["metadata"],
     }
 
 

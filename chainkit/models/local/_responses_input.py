@@ -134,7 +134,14 @@ def read_responses_request(
         chat["response_format"] = response_format
     limits = {"max_completion_tokens": max_output, "temperature": temperature, "top_p": top_p}
     chat.update({key: value for key, value in limits.items() if value is not None})
-    echo = {k: body.get(k) for k in ("metadata", "user", "truncation", "prompt_cache_key")}
+    echo = {
+        "metadata": _metadata(body.get("metadata")),
+        "user": _opt_string(body, "user"),
+        "prompt_cache_key": _opt_string(body, "prompt_cache_key"),
+        "truncation": body.get("truncation") or "disabled",
+    }
+    if echo["truncation"] not in ("auto", "disabled"):
+        raise _invalid_value("truncation", echo["truncation"], ("auto", "disabled"))
     return ResponsesRequest(
         model=model,
         chat=chat,
@@ -155,6 +162,36 @@ def read_responses_request(
         service_tier="default" if tier == "auto" else tier,
         echo=echo,
     )
+
+
+def _opt_string(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _invalid_type(key, "a string", value)
+    return value
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    """Up to 16 string pairs (keys up to 64 characters, values up to 512), as OpenAI's."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _invalid_type("metadata", "an object", value)
+    if len(value) > 16:
+        raise BadRequest(
+            f"Invalid 'metadata': too many properties. Expected at most 16, got {len(value)}.",
+            param="metadata",
+            code="object_above_max_properties",
+        )
+    for key, item in value.items():
+        if len(key) > 64 or not isinstance(item, str) or len(item) > 512:
+            raise BadRequest(
+                f"Invalid 'metadata[{key[:64]!r}]': keys are at most 64 characters and values "
+                "strings of at most 512.",
+                param="metadata",
+                code="invalid_value",
+            )
+    return value
 
 
 def _invalid_value(param: str, value: Any, allowed: tuple[str, ...]) -> BadRequest:
