@@ -11,7 +11,8 @@ each as one line on stderr; the service into a 4xx and a 5xx.
     │   ├── ConfigError               a setting or environment variable is wrong
     │   │   ├── MissingAPIKeyError    a provider needs a key that is not set
     │   │   ├── UnknownProviderError  "foo:bar" names no provider chainkit knows
-    │   │   └── MissingPackageError   the provider's integration package is absent
+    │   │   ├── MissingPackageError   the provider's integration package is absent
+    │   │   └── UnprotectedBindError  a server asked to listen off loopback without a key
     │   ├── UnknownChainError         no chain by that name (with close names)
     │   ├── MissingVariableError      an input lacks a template variable
     │   ├── SpecError                 a chain spec file is invalid
@@ -60,6 +61,7 @@ __all__ = [
     "TraceError",
     "UnknownChainError",
     "UnknownProviderError",
+    "UnprotectedBindError",
     "UserError",
     "close_matches",
     "redact",
@@ -231,6 +233,21 @@ class MissingVariableError(UserError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class UnprotectedBindError(ConfigError):
+    """A server (``server``: "service" or "local model") was asked to listen on the
+    non-loopback ``host`` without a credential; ``token_env`` names the environment
+    variable that would hold the service's token, when there is one."""
+
+    def __init__(self, server: str, host: str, *, token_env: str | None = None) -> None:
+        self.server = server
+        self.host = host
+        self.token_env = token_env
+        super().__init__(
+            f"refusing to serve the {server} on {host!r} without an API key, as anyone who "
+            f"can reach it could use it"
+        )
 
 
 class SpecError(UserError):

@@ -64,6 +64,9 @@ SAMPLES: dict[str, errors.ChainkitError] = {
     "MissingPackageError": errors.MissingPackageError("anthropic:x", "langchain-anthropic"),
     "UnknownChainError": errors.UnknownChainError("stroy", ["story", "song"]),
     "MissingVariableError": errors.MissingVariableError("story", ["topic"], ["x"], line=2),
+    "UnprotectedBindError": errors.UnprotectedBindError(
+        "service", "192.0.2.1", token_env="CHAINKIT_API_TOKEN"
+    ),
     "SpecError": errors.SpecError("chains/bad.toml", "not valid TOML"),
     "InputError": errors.InputError("line 4: not JSON"),
     "ResumeMismatchError": errors.ResumeMismatchError("made by chain 'fact'"),
@@ -171,6 +174,32 @@ def test_the_cli_and_the_service_each_phrase_the_fix(name: str, cli: str, servic
     assert "-i " not in message
     assert "chainkit chains" not in message
     assert "--model" not in message
+
+
+@pytest.mark.parametrize(
+    ("server", "token_env", "fix"),
+    [
+        (
+            "service",
+            "CHAINKIT_API_TOKEN",
+            "set CHAINKIT_API_TOKEN, bind 127.0.0.1, or pass --insecure",
+        ),
+        ("local model", None, "pass --api-key KEY (clients send it as their OPENAI_API_KEY), bind"),
+    ],
+)
+def test_the_cli_says_how_to_serve_off_loopback(
+    server: str, token_env: str | None, fix: str
+) -> None:
+    from chainkit.cli._app import EXIT_USAGE, describe_exception
+
+    exc = errors.UnprotectedBindError(server, "192.0.2.1", token_env=token_env)
+    assert str(exc) == (
+        f"refusing to serve the {server} on '192.0.2.1' without an API key, as anyone who can "
+        "reach it could use it"
+    )
+    line, code = describe_exception(exc)
+    assert code == EXIT_USAGE
+    assert fix in line
 
 
 def test_the_cli_says_how_to_reach_an_unavailable_model() -> None:

@@ -19,6 +19,7 @@ from chainkit.errors import (
     ModelUnavailableError,
     UnknownChainError,
     UnknownProviderError,
+    UnprotectedBindError,
     UserError,
     redact,
 )
@@ -129,6 +130,12 @@ def _user_fix(exc: UserError) -> str:
         return f"{exc}; use --model local or --model PROVIDER:MODEL (e.g. openai:gpt-4o-mini)"
     if isinstance(exc, MissingPackageError):
         return f"{exc}; pip install {exc.package}"
+    if isinstance(exc, UnprotectedBindError):
+        if exc.token_env is not None:
+            credential = f"set {exc.token_env}"
+        else:  # the local model: clients send the key as their OPENAI_API_KEY
+            credential = "pass --api-key KEY (clients send it as their OPENAI_API_KEY)"
+        return f"{exc}; {credential}, bind 127.0.0.1, or pass --insecure to accept that"
     return str(exc)
 
 

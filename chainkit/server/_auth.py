@@ -11,7 +11,7 @@ import hmac
 import ipaddress
 from typing import TYPE_CHECKING
 
-from chainkit.errors import ConfigError
+from chainkit.errors import UnprotectedBindError
 from chainkit.server._errors import error_json
 from chainkit.server._logging import json_response, request_info
 from chainkit.server._schemas import ErrorBody
@@ -77,8 +77,4 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, *, token: SecretStr | None, insecure: bool) -> None:
     """Refuse to serve on a non-loopback address without a token, unless ``insecure``."""
     if token is None and not insecure and not is_loopback(host):
-        raise ConfigError(
-            f"refusing to serve on {host!r} without an API token, as anyone who can reach it "
-            f"could run chains on your model; set {TOKEN_ENV}, bind 127.0.0.1, or pass "
-            f"--insecure to accept that"
-        )
+        raise UnprotectedBindError("service", host, token_env=TOKEN_ENV)

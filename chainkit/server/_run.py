@@ -46,7 +46,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise ConfigError(
             f"the service cannot listen on {host}:{port}: {exc.strerror or exc}; "
-            f"pick another --port (0 picks a free one) or --host"
+            f"pick another port (0 picks a free one) or host"
         ) from None
     return sock
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from chainkit.errors import ConfigError
+from chainkit.errors import ConfigError, UnprotectedBindError
 from chainkit.models.local import LocalModelServer
 from chainkit.server import ServerSettings, ServiceThread, check_bind, is_loopback
 from tests.server.conftest import TOKEN, LogLines, iter_sse, running
@@ -132,5 +132,6 @@ def test_check_bind() -> None:
     check_bind("127.0.0.1", token=None, insecure=False)
     check_bind("0.0.0.0", token=SecretStr(TOKEN), insecure=False)  # noqa: S104
     check_bind("0.0.0.0", token=None, insecure=True)  # noqa: S104
-    with pytest.raises(ConfigError, match="--insecure"):
+    with pytest.raises(UnprotectedBindError, match="refusing to serve the service") as info:
         check_bind("0.0.0.0", token=None, insecure=False)  # noqa: S104
+    assert (info.value.host, info.value.token_env) == ("0.0.0.0", "CHAINKIT_API_TOKEN")  # noqa: S104

@@ -40,7 +40,7 @@ def test_serve_refuses_a_public_address_without_a_token(
     monkeypatch.delenv("CHAINKIT_API_TOKEN", raising=False)
     assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2  # noqa: S104
     err = capsys.readouterr().err
-    assert err.startswith("chainkit: error: refusing to serve on '0.0.0.0'")
+    assert err.startswith("chainkit: error: refusing to serve the service on '0.0.0.0'")
     assert "--insecure" in err
     assert "CHAINKIT_API_TOKEN" in err
     assert len(err.strip().splitlines()) == 1

@@ -47,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
             on_ready=lambda line: print(line, file=sys.stderr, flush=True),  # noqa: T201
         )
     except ChainkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
+        # a command line, like `chainkit local serve`: the CLI phrases the fix
+        from chainkit.cli._app import describe_exception
+
+        message, code = describe_exception(exc)
+        print(f"error: {message}", file=sys.stderr)  # noqa: T201
+        return code
     except KeyboardInterrupt:
         return 0
     return 0

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from chainkit.errors import ConfigError, register_secret
+from chainkit.errors import UnprotectedBindError, register_secret
 from chainkit.models.local import _batch_api, _chat, _embeddings, _responses_api
 from chainkit.models.local._errors import BadRequest
 from chainkit.models.local._serving import MODEL, LocalModel, error_response, json_response
@@ -151,8 +151,4 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, *, api_key: str | None, insecure: bool) -> None:
     """Refuse a non-loopback address without an API key, unless ``insecure``."""
     if api_key is None and not insecure and not is_loopback(host):
-        raise ConfigError(
-            f"refusing to serve the local model on {host!r} without an API key, as anyone who "
-            f"can reach it could use it and read its stats; pass --api-key KEY (clients send "
-            f"it as their OPENAI_API_KEY), bind 127.0.0.1, or pass --insecure to accept that"
-        )
+        raise UnprotectedBindError("local model", host)
