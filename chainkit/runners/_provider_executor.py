@@ -296,6 +296,7 @@ class ProviderBatchExecutor:
             return self.provider.upload(data, name)
 
         file_id = await self._call("upload", upload)
+        data = b""  # the file is at the provider: free it while the batch runs
         self.journal.uploaded(file_id, self.provider.name, chunk.requests, self.provider.base_url)
         entry = JournalEntry(file_id=file_id, requests=chunk.requests, provider=self.provider.name)
         await self._follow(entry)
@@ -364,32 +365,45 @@ class ProviderBatchExecutor:
 
     # ------------------------------------------------------------ collecting
     async def _collect(self, entry: JournalEntry, state: BatchState) -> None:
-        replies: dict[str, ReplyLine] = {}
+        """Deliver a record (or a follow-up request) for each request of a finished batch.
+
+        Result lines are settled one at a time as they are read (memory: one file's
+        bytes, not every parsed reply); requests with no line are settled last.
+        """
+        index_of = dict(entry.requests)
         for file_id in (state.output_file_id, state.error_file_id):
-            if file_id:
-                data = await self._call("download", _bind(self.provider.download, file_id))
-                for raw in data.splitlines():
-                    if raw.strip():
-                        reply = self.provider.read_line(raw)
-                        replies[reply.custom_id] = reply
-        for custom_id, index in entry.requests:
-            held = self._held.get(index)
-            if held is None or held.custom_id != custom_id:
-                continue  # recorded in an earlier run, or superseded by a retry
-            del self._held[index]
-            found = replies.get(custom_id)
-            if found is not None and found.status == 200 and found.body is not None:
-                await self._record_reply(held, found.body)
+            if not file_id:
                 continue
-            error = _request_error(state, found)
-            if error.transient and held.attempts < self.attempts:
-                self.resubmitted += 1
-                await self._add(held.item, held.attempts + 1, held)
-            else:
-                await self._record_error(held, error)
+            data = await self._call("download", _bind(self.provider.download, file_id))
+            for raw in data.splitlines():
+                if raw.strip():
+                    reply = self.provider.read_line(raw)
+                    index = index_of.pop(reply.custom_id, None)
+                    if index is not None:
+                        await self._settle(index, reply.custom_id, state, reply)
+            del data
+        for custom_id, index in index_of.items():  # no result line for these
+            await self._settle(index, custom_id, state, None)
         self._flush()  # the follow-up batch of what is tried again
         if entry.batch_id is not None:
             self.journal.collected(entry.batch_id)
+
+    async def _settle(
+        self, index: int, custom_id: str, state: BatchState, reply: ReplyLine | None
+    ) -> None:
+        held = self._held.get(index)
+        if held is None or held.custom_id != custom_id:
+            return  # recorded in an earlier run, or superseded by a retry
+        del self._held[index]
+        if reply is not None and reply.status == 200 and reply.body is not None:
+            await self._record_reply(held, reply.body)
+            return
+        error = _request_error(state, reply)
+        if error.transient and held.attempts < self.attempts:
+            self.resubmitted += 1
+            await self._add(held.item, held.attempts + 1, held)
+        else:
+            await self._record_error(held, error)
 
     async def _record_reply(self, held: _Held, body: dict[str, Any]) -> None:
         try:

@@ -16,6 +16,7 @@ from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 
 from chainkit.models.local import LocalModelServer, LocalModelSettings
+from chainkit.runners import run_batch
 from chainkit.runners._batch_journal import journal_path, read_journal
 from chainkit.runners._inputs import InputItem
 from chainkit.runners._provider_backend import openai_batch_executor
@@ -118,24 +119,6 @@ async def test_a_thousand_inputs_in_three_files_equal_invoke(tmp_path: Path) -> 
     entries = read_journal(journal_path(tmp_path / "out.jsonl"))
     assert sorted(len(e.requests) for e in entries) == [200, 400, 400]
     assert all(e.batch_id and e.collected for e in entries)
-
-
-@pytest.mark.parametrize("name", ["structured", "tools", "tool_message"])
-async def test_structured_and_tool_calling_outputs_equal_invoke(tmp_path: Path, name: str) -> None:
-    with LocalModelServer() as server:
-        chain = batch_chains(_model(server))[name]
-        values = [{"topic": f"the number {i}"} for i in range(12)]
-        records = await _run(_executor(chain, tmp_path), values)
-        expected = [chain.invoke(v) for v in values]
-    from chainkit.runners._records import to_jsonable
-
-    def blank(value: Any) -> Any:
-        if isinstance(value, dict) and value.get("type") == "ai":
-            return {**value, "id": None, "response_metadata": {}}
-        return value
-
-    got = [blank(records[i].output) for i in range(12)]
-    assert got == [blank(to_jsonable(e)) for e in expected]
 
 
 async def test_transient_failures_go_to_follow_up_batches(tmp_path: Path) -> None:
@@ -265,3 +248,44 @@ async def test_a_resumed_run_reattaches_instead_of_resubmitting(tmp_path: Path) 
     assert len(batches) == 3  # nothing sent twice
     assert resumed.batches_created == 0
     assert sorted(sent) == sorted(f"{i}-1" for i in range(30))
+
+
+@pytest.mark.parametrize("name", ["plain", "structured", "tools", "tool_message"])
+async def test_run_batch_outputs_equal_the_local_backend_s(tmp_path: Path, name: str) -> None:
+    values = [{"topic": f"the number {i}"} for i in range(15)]
+    outputs: dict[str, list[Any]] = {}
+    with LocalModelServer() as server:
+        chain = batch_chains(_model(server))[name]
+        for backend in ("local", "openai-batch"):
+            extra: dict[str, Any] = {}
+            if backend == "openai-batch":
+                extra["provider"] = ProviderBatchSettings(**QUICK, max_requests=6)
+            report = await run_batch(chain, values, backend=backend, progress=False, **extra)
+            assert report.succeeded == len(values)
+            outputs[backend] = [
+                _blank(r.output) for r in sorted(report.results, key=lambda r: r.index)
+            ]
+    assert outputs["openai-batch"] == outputs["local"]
+
+
+def _blank(value: Any) -> Any:
+    """An AI message without what differs on every call (its ids)."""
+    if isinstance(value, dict) and value.get("type") == "ai":
+        metadata = {k: v for k, v in value["response_metadata"].items() if k != "id"}
+        return {**value, "id": None, "response_metadata": metadata}
+    return value
+
+
+async def test_a_chain_with_another_model_is_refused_before_anything_is_sent() -> None:
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from chainkit.cli._app import describe_exception
+    from chainkit.runners._batch_requests import UnbatchableChainError
+
+    chain = FACT | FakeListChatModel(responses=["x"]) | StrOutputParser()
+    with pytest.raises(UnbatchableChainError) as info:
+        await run_batch(chain, [{"n": 1}], backend="openai-batch", progress=False)
+    line, code = describe_exception(info.value)
+    assert code == 2
+    assert "FakeListChatModel is not an OpenAI-compatible chat model" in line
+    assert "\n" not in line
