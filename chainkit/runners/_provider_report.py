@@ -118,6 +118,19 @@ async def batch_jobs(
     output: Path, *, base_url: str | None = None, api_key: str | None = None
 ) -> list[BatchJob]:
     """The batches behind ``output`` with their state at the provider."""
+    return await _each_batch(output, base_url, api_key, cancel=False)
+
+
+async def cancel_batch_jobs(
+    output: Path, *, base_url: str | None = None, api_key: str | None = None
+) -> list[BatchJob]:
+    """Cancel every batch behind ``output`` that is still running; their new states."""
+    return await _each_batch(output, base_url, api_key, cancel=True)
+
+
+async def _each_batch(
+    output: Path, base_url: str | None, api_key: str | None, *, cancel: bool
+) -> list[BatchJob]:
     import openai
 
     entries = _entries(output)
@@ -126,35 +139,19 @@ async def batch_jobs(
         provider = OpenAIBatches(client)
         for entry in entries:
             if entry.batch_id is None:
-                jobs.append(BatchJob(entry, None, "uploaded, no batch created yet"))
+                if not cancel:
+                    jobs.append(BatchJob(entry, None, "uploaded, no batch created yet"))
                 continue
-            try:
-                jobs.append(BatchJob(entry, await provider.retrieve(entry.batch_id)))
-            except openai.APIError as exc:
-                jobs.append(BatchJob(entry, None, f"{type(exc).__name__}: {exc}"))
-    return jobs
-
-
-async def cancel_batch_jobs(
-    output: Path, *, base_url: str | None = None, api_key: str | None = None
-) -> list[BatchJob]:
-    """Cancel every batch behind ``output`` that is still running; their new states."""
-    import openai
-
-    entries = _entries(output)
-    jobs: list[BatchJob] = []
-    async with _client(base_url or _base_url(entries), api_key) as client:
-        provider = OpenAIBatches(client)
-        for entry in entries:
-            if entry.batch_id is None or entry.collected:
+            if cancel and entry.collected:
                 continue
             try:
                 state = await provider.retrieve(entry.batch_id)
-                if not state.final and state.status != "cancelling":
+                if cancel and not state.final and state.status != "cancelling":
                     state = await provider.cancel(entry.batch_id)
-                jobs.append(BatchJob(entry, state))
             except openai.APIError as exc:
                 jobs.append(BatchJob(entry, None, f"{type(exc).__name__}: {exc}"))
+            else:
+                jobs.append(BatchJob(entry, state))
     return jobs
 
 

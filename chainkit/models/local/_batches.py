@@ -354,18 +354,13 @@ class BatchStore:
         )
 
     def _write_files(self, batch: _Batch, outputs: list[bytes], failures: list[bytes]) -> None:
-        if outputs:
-            name = f"{batch.id}_output.jsonl"
-            data = b"".join(outputs)
-            batch.output_file_id = self.files.add(
-                filename=name, purpose="batch_output", data=data
-            ).id
-        if failures:
-            name = f"{batch.id}_error.jsonl"
-            data = b"".join(failures)
-            batch.error_file_id = self.files.add(
-                filename=name, purpose="batch_output", data=data
-            ).id
+        batch.output_file_id = self._result_file(f"{batch.id}_output.jsonl", outputs)
+        batch.error_file_id = self._result_file(f"{batch.id}_error.jsonl", failures)
+
+    def _result_file(self, name: str, lines: list[bytes]) -> str | None:
+        if not lines:
+            return None
+        return self.files.add(filename=name, purpose="batch_output", data=b"".join(lines)).id
 
 
 def _validate(data: bytes, endpoint: str) -> tuple[list[_Request], list[dict[str, Any]]]:
