@@ -24,12 +24,7 @@ from chainkit.server._auth import OPEN_PATHS, AuthMiddleware
 from chainkit.server._errors import ApiError, error_body, error_json, one_line
 from chainkit.server._limits import BodyLimitMiddleware
 from chainkit.server._logging import AccessLogMiddleware, request_info
-from chainkit.server._schemas import (
-    StreamChunkEvent,
-    StreamEndEvent,
-    StreamErrorEvent,
-    StreamEventsEndEvent,
-)
+from chainkit.server._schemas import StreamErrorEvent, StreamMetadataEvent
 from chainkit.server._settings import TOKEN_ENV, ServerSettings
 from chainkit.server._state import ServedChain, ServiceState, service_state
 
@@ -42,7 +37,10 @@ __all__ = ["ServedChain", "ServiceState", "create_app", "service_state"]
 log = logging.getLogger(__name__)
 
 DESCRIPTION = f"""\
-Every chainkit chain over HTTP: invoke, batch, stream (SSE) and stream events (SSE).
+Every chainkit chain over HTTP, in LangServe's protocol under `/chains/{{name}}/`:
+invoke, batch, stream, stream_log and stream_events (SSE), and the chain's JSON
+Schemas. `langserve.RemoteRunnable` (Python) and LangChain.js's `RemoteRunnable`
+work unchanged; the playground and LangSmith feedback are not served.
 
 - **Auth**: when the server has `{TOKEN_ENV}`, every endpoint but `/health` needs
   `Authorization: Bearer <token>`.
@@ -50,10 +48,13 @@ Every chainkit chain over HTTP: invoke, batch, stream (SSE) and stream events (S
   404 unknown chain (with `suggestions`), 422 invalid input (with `missing` variables),
   413 body or batch too large, 429 too many open streams, 502 the model failed
   (with `upstream_type`), 504 the model did not answer in time.
-- **Streams** (`text/event-stream`): `/stream` sends `chunk` events, then `end`
-  (output, usage, timings) or `error`; `/stream_events` sends one `data` event per
-  `astream_events` (v2) event, then `end` or `error`. Closing the connection cancels
-  the run and its model call.
+- **Config**: only `configurable`, `tags`, `metadata` and `run_name` are taken from a
+  client's `config`; `callbacks` are refused, other keys dropped.
+- **Streams** (`text/event-stream`): `data` events (an output chunk, a run-log patch or
+  an `astream_events` v2 event, as LangServe writes them), then `end`, or `error`
+  (the error's fields and `status_code`); `/stream` adds `metadata` events (run id
+  first; usage and timings before `end`). Closing the connection cancels the run
+  and its model call.
 - Every response carries `X-Request-ID` (yours, or a new one).
 """
 
@@ -99,7 +100,7 @@ def _openai_errors() -> tuple[type[Exception], ...]:
     return (openai.APIError,)
 
 
-_SSE_MODELS = (StreamChunkEvent, StreamEndEvent, StreamErrorEvent, StreamEventsEndEvent)
+_SSE_MODELS = (StreamMetadataEvent, StreamErrorEvent)
 
 
 def _fix_sse_responses(responses: dict[str, Any]) -> None:
@@ -172,7 +173,9 @@ def create_app(
 
     Also an app factory: ``uvicorn --factory chainkit.server:create_app``.
     """
+    from chainkit.server._chain_routes import router as chain_router
     from chainkit.server._routes import router
+    from chainkit.server._stream_routes import router as stream_router
 
     settings = settings if settings is not None else ServerSettings()
     state = ServiceState(model=model, chains_dir=chains_dir, settings=settings)
@@ -198,6 +201,8 @@ def create_app(
     )
     app.state.chainkit = state
     app.include_router(router)
+    app.include_router(chain_router)
+    app.include_router(stream_router)
     for exc_type in (*_HANDLED, *_openai_errors()):
         app.add_exception_handler(exc_type, _handle_error)
     # Added innermost first: the access log wraps auth, which wraps the body limit.

@@ -11,7 +11,8 @@ from chainkit._unicode import lone_surrogate_at
 from chainkit.trace import Usage
 
 __all__ = [
-    "BatchItem",
+    "BatchError",
+    "BatchMetadata",
     "BatchRequest",
     "BatchResponse",
     "ChainDescription",
@@ -21,15 +22,16 @@ __all__ = [
     "GenerationRequest",
     "GenerationResponse",
     "HealthResponse",
+    "InvokeMetadata",
     "InvokeRequest",
     "InvokeResponse",
     "JsonTextRequest",
     "RunConfig",
-    "StreamChunkEvent",
-    "StreamEndEvent",
+    "RunMetadata",
     "StreamErrorEvent",
-    "StreamEventsEndEvent",
     "StreamEventsRequest",
+    "StreamLogRequest",
+    "StreamMetadataEvent",
     "StreamRequest",
     "Timings",
     "Usage",
@@ -81,18 +83,35 @@ class GenerationResponse(BaseModel):
 
 
 class RunConfig(BaseModel):
-    """The part of a LangChain ``RunnableConfig`` a caller may set."""
+    """The part of a LangChain ``RunnableConfig`` a client may set (as LangServe allows it).
 
-    model_config = _STRICT
+    Other keys a client sends along (``recursion_limit``, ``run_id``, ...) are
+    dropped; ``callbacks`` are refused: they run in the client, never here."""
+
+    model_config = ConfigDict(extra="ignore")
 
     tags: list[str] = Field(default_factory=list, description="Tags for the run (traces, events).")
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Metadata for the run (traces, events)."
     )
     run_name: str | None = Field(default=None, description="The name of the run.")
+    configurable: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values for the chain's configurable fields (others are dropped).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_callbacks(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("callbacks") is not None:
+            msg = "callbacks run in the client and cannot be sent to the server; remove them"
+            raise ValueError(msg)
+        return data
 
 
 class InvokeRequest(JsonTextRequest):
+    """LangServe's request: ``input``, ``config`` and ``kwargs`` (unused, as in LangServe)."""
+
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -102,25 +121,7 @@ class InvokeRequest(JsonTextRequest):
 
     input: dict[str, Any] = Field(description="The chain's input variables.")
     config: RunConfig = Field(default_factory=RunConfig)
-
-
-class InvokeResponse(BaseModel):
-    output: Any = Field(description="The chain's output as JSON (text, object, ...).")
-    usage: Usage
-    latency_ms: float
-
-
-class BatchRequest(JsonTextRequest):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"inputs": [{"topic": "the sea"}, {"topic": "the moon"}]}]},
-    )
-
-    inputs: list[dict[str, Any]] = Field(description="One input per item; results keep this order.")
-    max_concurrency: int = Field(
-        default=4, ge=1, description="Items in flight at once (lowered to the server's cap)."
-    )
-    config: RunConfig = Field(default_factory=RunConfig)
+    kwargs: Any = Field(default=None, description="Sent by RemoteRunnable clients; unused.")
 
 
 class BatchError(BaseModel):
@@ -129,22 +130,73 @@ class BatchError(BaseModel):
     status: int | None = Field(default=None, description="The upstream HTTP status, if any.")
 
 
-class BatchItem(BaseModel):
-    index: int
-    output: Any = None
-    error: BatchError | None = None
-    attempts: int = 0
+class RunMetadata(BaseModel):
+    """LangServe's response metadata (``run_id``, ``feedback_tokens``) plus chainkit's extras."""
+
+    run_id: str | None = Field(description="The root run's id (its traces, its events).")
+    feedback_tokens: list[Any] = Field(
+        default_factory=list, description="Always empty (LangSmith feedback is not served)."
+    )
+    usage: Usage | None = Field(default=None, description="Tokens the model(s) reported.")
     latency_ms: float | None = None
-    usage: Usage | None = None
+    attempts: int | None = Field(default=None, description="Attempts of a batch item.")
+    error: BatchError | None = Field(
+        default=None, description="Why a batch item failed (with `return_exceptions`)."
+    )
 
 
-class BatchResponse(BaseModel):
-    results: list[BatchItem] = Field(description="One per input, in input order.")
+class InvokeMetadata(RunMetadata):
+    request_id: str
+
+
+class InvokeResponse(BaseModel):
+    """``output`` as LangServe writes it (messages as their fields with ``type``)."""
+
+    output: Any = Field(description="The chain's output as JSON (text, object, message...).")
+    metadata: InvokeMetadata
+
+
+class BatchRequest(JsonTextRequest):
+    """LangServe's batch request, plus chainkit's ``max_concurrency`` and
+    ``return_exceptions``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"inputs": [{"topic": "the sea"}, {"topic": "the moon"}]}]},
+    )
+
+    inputs: list[dict[str, Any]] = Field(description="One input per item; results keep this order.")
+    config: RunConfig | list[RunConfig] = Field(
+        default_factory=RunConfig, description="One config for every input, or one per input."
+    )
+    kwargs: Any = Field(default=None, description="Sent by RemoteRunnable clients; unused.")
+    max_concurrency: int = Field(
+        default=4, ge=1, description="Items in flight at once (lowered to the server's cap)."
+    )
+    return_exceptions: bool = Field(
+        default=False,
+        description="Answer 200 with `null` outputs for failed items and their errors in "
+        "`metadata.responses` (as LangChain's `return_exceptions`); else the first "
+        "failure is the response's error.",
+    )
+
+
+class BatchMetadata(BaseModel):
+    """LangServe's ``run_ids`` and ``responses``, plus chainkit's totals."""
+
+    run_ids: list[str | None]
+    responses: list[RunMetadata] = Field(description="One per input, in input order.")
     succeeded: int
     failed: int
     max_concurrency: int = Field(description="The concurrency used (after the server's cap).")
     usage: Usage
     latency_ms: float
+    request_id: str
+
+
+class BatchResponse(BaseModel):
+    output: list[Any] = Field(description="One output per input, in input order.")
+    metadata: BatchMetadata
 
 
 class StreamRequest(InvokeRequest):
@@ -152,7 +204,7 @@ class StreamRequest(InvokeRequest):
 
 
 class StreamEventsRequest(InvokeRequest):
-    """``astream_events`` (v2) filters: an event is kept when it matches an include
+    """Filters (``include_*``/``exclude_*``): an event is kept when it matches an include
     filter (or none is given) and no exclude filter."""
 
     model_config = ConfigDict(
@@ -170,6 +222,11 @@ class StreamEventsRequest(InvokeRequest):
     exclude_names: list[str] | None = None
     exclude_types: list[str] | None = None
     exclude_tags: list[str] | None = None
+    diff: bool | None = Field(default=None, description="Sent by LangChain.js clients; unused.")
+
+
+class StreamLogRequest(StreamEventsRequest):
+    """``astream_log`` filters; patches are always sent as diffs (as LangServe does)."""
 
 
 class ChainDescription(BaseModel):
@@ -229,33 +286,18 @@ class Timings(BaseModel):
     chunks: int
 
 
-class StreamChunkEvent(BaseModel):
-    """``event: chunk``: a piece of output as it arrives.
+class StreamMetadataEvent(BaseModel):
+    """``event: metadata`` of ``/stream``: first the run's ids, then, before ``end``,
+    usage and timings (RemoteRunnable clients skip metadata events)."""
 
-    ``text`` for text chains; ``data`` (the chunk as JSON) for other outputs."""
-
-    index: int
-    text: str | None = None
-    data: Any = None
-
-
-class StreamEndEvent(BaseModel):
-    """``event: end``: the stream finished; the whole output, usage and timings."""
-
-    output: Any
-    usage: Usage
-    timings: Timings
+    run_id: str
     request_id: str
+    usage: Usage | None = None
+    timings: Timings | None = None
 
 
 class StreamErrorEvent(ErrorBody):
-    """``event: error``: the run failed after the stream started (same fields as an error)."""
+    """``event: error``: the run failed after the stream started (the error's fields, and
+    ``status_code`` as LangServe's clients read it)."""
 
-
-class StreamEventsEndEvent(BaseModel):
-    """``event: end`` of ``/stream_events``: event count, usage and timings."""
-
-    events: int
-    usage: Usage
-    timings: Timings
-    request_id: str
+    status_code: int

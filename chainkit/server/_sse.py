@@ -1,8 +1,11 @@
 """Server-Sent Events: the wire format, and a response that stops its producer on disconnect.
 
-Each event is ``event: <name>`` and one ``data:`` line of compact JSON, then a
-blank line. While nothing is sent for ``ping_interval`` seconds, a ``: ping``
-comment keeps proxies from closing the stream.
+Each event is ``event: <name>`` and one ``data:`` line of compact JSON written
+as LangServe writes it (:func:`chainkit.server._wire.dumps`), then a blank line;
+``end`` has an empty data line (LangChain.js's client would read any data as a chunk;
+with none at all, a browser's ``EventSource`` would not dispatch it). While nothing
+is sent for ``ping_interval`` seconds, a ``: ping`` comment keeps proxies from
+closing the stream.
 
 The response runs the event iterator in a task and watches ``receive()`` for
 ``http.disconnect``: when the client leaves, the task is cancelled at once,
@@ -19,8 +22,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.responses import Response
+
+from chainkit.server._wire import dumps
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -35,9 +39,14 @@ SSE_HEADERS = {
 }
 
 
-def sse_event(event: str, data: Any) -> bytes:
-    """One SSE event: its name and its data as one line of JSON."""
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+_NO_DATA: Any = object()
+
+
+def sse_event(event: str, data: Any = _NO_DATA) -> bytes:
+    """One SSE event: its name and its data (if any) as one line of JSON."""
+    if data is _NO_DATA:
+        return b"event: " + event.encode() + b"\ndata: \n\n"
+    return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
 class EventStream(Response):

@@ -96,8 +96,9 @@ def iter_sse(response: httpx.Response) -> Iterator[SseEvent]:
     event, data = "message", []
     for line in response.iter_lines():
         if not line:
-            if data:
-                yield SseEvent(event, orjson.loads("\n".join(data)), time.perf_counter())
+            if data:  # `end` has one empty data line: its data is None
+                text = "\n".join(data)
+                yield SseEvent(event, orjson.loads(text) if text else None, time.perf_counter())
             event, data = "message", []
         elif line.startswith(":"):
             continue

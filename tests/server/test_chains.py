@@ -67,15 +67,18 @@ def test_invoke_text_chain(client: httpx.Client) -> None:
     response = client.post("/chains/song/invoke", json={"input": {"topic": "sparkling water"}})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"output", "usage", "latency_ms"}
+    assert set(body) == {"output", "metadata"}  # LangServe's response
     assert isinstance(body["output"], str)
     assert body["output"].strip()
-    assert body["usage"]["input_tokens"] > 0
-    assert body["usage"]["output_tokens"] > 0
-    assert body["usage"]["total_tokens"] == (
-        body["usage"]["input_tokens"] + body["usage"]["output_tokens"]
+    meta = body["metadata"]
+    assert set(meta) == {"run_id", "feedback_tokens", "usage", "latency_ms", "request_id"}
+    assert meta["request_id"] == response.headers["x-request-id"]
+    assert meta["usage"]["input_tokens"] > 0
+    assert meta["usage"]["output_tokens"] > 0
+    assert meta["usage"]["total_tokens"] == (
+        meta["usage"]["input_tokens"] + meta["usage"]["output_tokens"]
     )
-    assert body["latency_ms"] > 0
+    assert meta["latency_ms"] > 0
 
 
 def test_invoke_is_deterministic(client: httpx.Client) -> None:

@@ -73,6 +73,7 @@ def test_upstream_failure_in_a_stream_is_an_error_event(
         assert last.data["code"] == "upstream_error"
         assert last.data["upstream_type"] == "InternalServerError"
         assert last.data["request_id"] == response.headers["x-request-id"]
+        assert last.data["status_code"] == last.data["status"] == 502  # as LangServe sends it
         assert "end" not in [e.event for e in events]
         _no_leak(str(events))
     logs.wait_for("stream of chain 'song' failed")
@@ -80,12 +81,25 @@ def test_upstream_failure_in_a_stream_is_an_error_event(
 
 
 def test_upstream_failure_in_a_batch_is_per_item(client: httpx.Client) -> None:
-    response = client.post("/chains/song/batch", json={"inputs": [{"topic": "a"}, {}]})
+    body = {"inputs": [{"topic": "a"}, {}], "return_exceptions": True}
+    response = client.post("/chains/song/batch", json=body)
     assert response.status_code == 200
-    results = response.json()["results"]
+    assert response.json()["output"] == [None, None]
+    results = response.json()["metadata"]["responses"]
     assert results[0]["error"]["type"] in ("InternalServerError", "OpenAIAPIError")
     assert results[0]["error"]["status"] == 500
     assert results[1]["error"]["type"] == "MissingVariableError"
+    _no_leak(response.text)
+
+
+def test_upstream_failure_in_a_batch_fails_it_without_return_exceptions(
+    client: httpx.Client,
+) -> None:
+    response = client.post("/chains/song/batch", json={"inputs": [{"topic": "a"}]})
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "upstream_error"
+    assert error["request_id"] == response.headers["x-request-id"]
     _no_leak(response.text)
 
 

@@ -101,38 +101,50 @@ def test_batch_concurrency_is_capped(client: httpx.Client, slow_model: LocalMode
     inputs = [{"topic": f"t{i}"} for i in range(5)]
     response = client.post("/chains/haiku/batch", json={"inputs": inputs, "max_concurrency": 50})
     assert response.status_code == 200
-    body = response.json()
-    assert body["max_concurrency"] == 2
-    assert body["succeeded"] == 5
+    meta = response.json()["metadata"]
+    assert meta["max_concurrency"] == 2
+    assert meta["succeeded"] == 5
     assert slow_model.stats()["max_in_flight"] <= 2
 
 
 def test_batch_results_in_input_order_with_errors(client: httpx.Client) -> None:
     inputs = [{"topic": "a"}, {"nope": 1}, {"topic": "c"}, {"topic": "d"}]
-    response = client.post("/chains/haiku/batch", json={"inputs": inputs, "max_concurrency": 2})
+    body = {"inputs": inputs, "max_concurrency": 2, "return_exceptions": True}
+    response = client.post("/chains/haiku/batch", json=body)
     assert response.status_code == 200
-    body = response.json()
-    results = body["results"]
-    assert [r["index"] for r in results] == [0, 1, 2, 3]
-    assert (body["succeeded"], body["failed"]) == (3, 1)
-    assert results[1]["output"] is None
+    output, meta = response.json()["output"], response.json()["metadata"]
+    results = meta["responses"]
+    assert len(output) == len(results) == len(meta["run_ids"]) == 4
+    assert (meta["succeeded"], meta["failed"]) == (3, 1)
+    assert output[1] is None
     assert results[1]["error"]["type"] == "MissingVariableError"
     assert "topic" in results[1]["error"]["message"]
     for i in (0, 2, 3):
         assert results[i]["error"] is None
-        assert isinstance(results[i]["output"], str)
+        assert isinstance(output[i], str)
         assert results[i]["usage"]["output_tokens"] > 0
+        assert results[i]["run_id"] == meta["run_ids"][i]
+    assert len({meta["run_ids"][i] for i in (0, 2, 3)}) == 3
     single = client.post("/chains/haiku/invoke", json={"input": {"topic": "c"}}).json()
-    assert results[2]["output"] == single["output"]
-    assert body["usage"]["output_tokens"] == sum(
+    assert output[2] == single["output"]
+    assert meta["usage"]["output_tokens"] == sum(
         results[i]["usage"]["output_tokens"] for i in (0, 2, 3)
     )
+
+
+def test_a_failed_batch_item_fails_the_batch_without_return_exceptions(
+    client: httpx.Client,
+) -> None:
+    inputs = [{"topic": "a"}, {"nope": 1}]
+    response = client.post("/chains/haiku/batch", json={"inputs": inputs})
+    error = _is_json_error(response, 422, "missing_variable")
+    assert error["missing"] == ["topic"]
 
 
 def test_empty_batch(client: httpx.Client) -> None:
     response = client.post("/chains/haiku/batch", json={"inputs": []})
     assert response.status_code == 200
-    assert response.json()["results"] == []
+    assert response.json()["output"] == []
 
 
 def test_streams_over_the_limit_are_429() -> None:
@@ -153,7 +165,7 @@ def test_streams_over_the_limit_are_429() -> None:
             # httpx then closes the connection, which the service rightly sees as a
             # disconnect and frees that stream's slot (a race with the checks below)
             events1, events2 = iter_sse(r1), iter_sse(r2)
-            assert next(events1).event == "chunk"
+            assert next(events1).event == "metadata"  # the run id, sent at once
             assert next(events2).event == "data"
             third = c3.post("/chains/story/stream", json=body)
             error = _is_json_error(third, 429, "too_many_streams")
@@ -163,7 +175,7 @@ def test_streams_over_the_limit_are_429() -> None:
             # other endpoints are not limited by open streams
             assert c3.get("/chains").status_code == 200
             # and both streams were still running all along
-            assert next(events1).event == "chunk"
+            assert next(events1).event == "data"
             assert next(events2).event == "data"
         # both closed: the slots are free again as soon as the service sees it
         deadline = time.monotonic() + 10
@@ -171,4 +183,4 @@ def test_streams_over_the_limit_are_429() -> None:
             time.sleep(0.01)
         with c3.stream("POST", "/chains/story/stream", json=body) as r3:
             assert r3.status_code == 200
-            assert next(iter_sse(r3)).event == "chunk"
+            assert next(iter_sse(r3)).event == "metadata"

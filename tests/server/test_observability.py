@@ -128,7 +128,11 @@ def test_openapi_documents_every_endpoint(client: httpx.Client) -> None:
         ("POST", "/chains/{name}/invoke"),
         ("POST", "/chains/{name}/batch"),
         ("POST", "/chains/{name}/stream"),
+        ("POST", "/chains/{name}/stream_log"),
         ("POST", "/chains/{name}/stream_events"),
+        ("GET", "/chains/{name}/input_schema"),
+        ("GET", "/chains/{name}/output_schema"),
+        ("GET", "/chains/{name}/config_schema"),
         ("GET", "/health"),
         ("GET", "/metrics"),
     }
@@ -149,8 +153,8 @@ def test_openapi_documents_every_endpoint(client: httpx.Client) -> None:
                 assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
     stream = operations[("POST", "/chains/{name}/stream")]["responses"]["200"]["content"]
     refs = {r["$ref"].rsplit("/", 1)[1] for r in stream["text/event-stream"]["schema"]["oneOf"]}
-    assert refs == {"StreamChunkEvent", "StreamEndEvent", "StreamErrorEvent"}
-    assert {"StreamChunkEvent", "StreamEndEvent", "StreamEventsEndEvent"} <= set(schemas)
+    assert refs == {"StreamMetadataEvent", "StreamErrorEvent"}
+    assert {"StreamMetadataEvent", "StreamErrorEvent"} <= set(schemas)
     seed = operations[("POST", "/generate")]
     assert seed["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/GenerationResponse"
