@@ -74,16 +74,23 @@ Seams
     objects. The lean path (``chainkit/models/_lean.py``) stands in for that
     resource; nothing here wraps it, the test pins the protocol. Breaks: the
     lean path's answers are refused, or ``load_model``'s models stop working.
+``astream_log``
+    ``Runnable.astream_log`` is deprecated (langchain-core 1.3.3, removal in 2.0)
+    but LangServe's clients call ``POST stream_log``; the service runs it inside
+    ``langchain_core._api.suppress_langchain_deprecation_warning()`` (a context
+    variable: only that task is silenced). Breaks: the first ``stream_log`` after
+    start-up emits a ``LangChainDeprecationWarning`` (an error under ``-W error``),
+    or, from 2.0, ``stream_log`` answers an error event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from langchain_core.runnables import RunnableConfig
+    from langchain_core.runnables import Runnable, RunnableConfig
     from langchain_core.tracers._streaming import (
         _StreamingCallbackHandler as StreamingCallbackHandler,
     )
@@ -95,6 +102,7 @@ __all__ = [
     "SEAMS",
     "SeamError",
     "StreamingCallbackHandler",
+    "astream_log",
     "chat_payload",
     "chat_result_message",
     "child_config",
@@ -123,6 +131,7 @@ SEAMS = (
     "sdk_parse",
     "configure_hook",
     "lean_client",
+    "astream_log",
 )
 """The names of the seams above (each has a test in ``tests/test_compat.py``)."""
 
@@ -281,3 +290,18 @@ def register_context_handler(var: ContextVar[Any]) -> None:
     from langchain_core.tracers.context import register_configure_hook
 
     register_configure_hook(var, inheritable=True)
+
+
+# -- astream_log -----------------------------------------------------------------
+
+
+async def astream_log(
+    runnable: Runnable[Any, Any], value: Any, config: RunnableConfig, **filters: Any
+) -> AsyncIterator[Any]:
+    """``runnable.astream_log(value, config, diff=True, **filters)``'s patches, without the
+    deprecation warning (LangServe's ``stream_log`` needs them)."""
+    from langchain_core._api import suppress_langchain_deprecation_warning
+
+    with suppress_langchain_deprecation_warning():
+        async for patch in runnable.astream_log(value, config, diff=True, **filters):
+            yield patch

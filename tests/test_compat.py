@@ -7,6 +7,9 @@ that changes it fails here with the seam's name, not somewhere downstream.
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from types import SimpleNamespace
@@ -22,6 +25,7 @@ from langchain_core.output_parsers import JsonOutputParser, StrOutputParser
 from langchain_core.output_parsers.transform import BaseTransformOutputParser
 from langchain_core.prompts import BasePromptTemplate, ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
+from langchain_core.tracers.log_stream import RunLogPatch
 from langchain_openai import ChatOpenAI, OpenAI
 from pydantic import BaseModel, SecretStr
 
@@ -336,3 +340,17 @@ def test_seam_lean_client_langchain_openai_calls_create_and_takes_dicts() -> Non
         "seam 'lean_client': ChatOpenAI no longer calls async_client's create(**payload)"
     )
     assert endpoint.calls[0][1]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_seam_astream_log_gives_patches_without_a_deprecation_warning() -> None:
+    chain = RunnableLambda(lambda text: text.upper()).with_config(run_name="shout")
+
+    async def main() -> list[Any]:
+        return [patch async for patch in _compat.astream_log(chain, "hi", {})]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a LangChainDeprecationWarning would raise here
+        patches = asyncio.run(main())
+    assert all(isinstance(p, RunLogPatch) for p in patches), "seam 'astream_log': not patches"
+    log = functools.reduce(operator.add, patches)
+    assert log.state["final_output"] == "HI", "seam 'astream_log': the run log lost its output"

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
-from langchain_core._api import suppress_langchain_deprecation_warning
 from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.runnables import RunnableConfig
 
+from chainkit._compat import astream_log
 from chainkit.server._chain_routes import check_input, errors_doc, ms, usage_total
 from chainkit.server._errors import error_body, one_line
 from chainkit.server._logging import RequestInfo, request_info
@@ -200,20 +200,18 @@ async def stream_log(name: str, body: StreamLogRequest, request: Request) -> Eve
 
 async def _log_events(run: _StreamRun, body: StreamLogRequest) -> AsyncIterator[bytes]:
     try:
-        # LangChain deprecated astream_log (1.3.3); LangServe's clients still call it.
-        with suppress_langchain_deprecation_warning():
-            async for patch in run.served.runnable.astream_log(
-                body.input,
-                run.config,
-                diff=True,
-                include_names=body.include_names,
-                include_types=body.include_types,
-                include_tags=body.include_tags,
-                exclude_names=body.exclude_names,
-                exclude_types=body.exclude_types,
-                exclude_tags=body.exclude_tags,
-            ):
-                yield sse_event("data", {"ops": patch.ops})
+        async for patch in astream_log(
+            run.served.runnable,
+            body.input,
+            run.config,
+            include_names=body.include_names,
+            include_types=body.include_types,
+            include_tags=body.include_tags,
+            exclude_names=body.exclude_names,
+            exclude_types=body.exclude_types,
+            exclude_tags=body.exclude_tags,
+        ):
+            yield sse_event("data", {"ops": patch.ops})
     except Exception as exc:  # noqa: BLE001 - every failure becomes an `error` event
         yield run.failed(exc)
         return
