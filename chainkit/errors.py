@@ -14,6 +14,7 @@ each as one line on stderr; the service into a 4xx and a 5xx.
     │   │   ├── MissingPackageError   the provider's integration package is absent
     │   │   └── UnprotectedBindError  a server asked to listen off loopback without a key
     │   ├── UnknownChainError         no chain by that name (with close names)
+    │   ├── UnknownRunError           no run by that id or name in a trace
     │   ├── MissingVariableError      an input lacks a template variable
     │   ├── SpecError                 a chain spec file is invalid
     │   ├── InputError                an input line or value is malformed
@@ -61,6 +62,7 @@ __all__ = [
     "TraceError",
     "UnknownChainError",
     "UnknownProviderError",
+    "UnknownRunError",
     "UnprotectedBindError",
     "UserError",
     "close_matches",
@@ -197,6 +199,23 @@ class UnknownChainError(UserError, KeyError):
         ChainkitError.__init__(
             self,
             f"unknown chain {name!r}{hint} (known chains: {', '.join(self.known) or 'none'})",
+        )
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class UnknownRunError(UserError, KeyError):
+    """No run of a trace is ``key`` (a run id, an id prefix or a run name); ``names`` are
+    the run names there are, ``suggestions`` the close ones."""
+
+    def __init__(self, key: str, names: Iterable[str]) -> None:
+        self.key = key
+        self.names = sorted(set(names))
+        self.suggestions = close_matches(key, self.names)
+        hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
+        ChainkitError.__init__(
+            self, f"no run {key!r} in the trace (not a run id, id prefix or run name){hint}"
         )
 
     def __str__(self) -> str:  # KeyError would quote the message

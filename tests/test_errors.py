@@ -64,6 +64,7 @@ SAMPLES: dict[str, errors.ChainkitError] = {
     "MissingPackageError": errors.MissingPackageError("anthropic:x", "langchain-anthropic"),
     "UnknownChainError": errors.UnknownChainError("stroy", ["story", "song"]),
     "MissingVariableError": errors.MissingVariableError("story", ["topic"], ["x"], line=2),
+    "UnknownRunError": errors.UnknownRunError("sotry", ["story", "ChatOpenAI"]),
     "UnprotectedBindError": errors.UnprotectedBindError(
         "service", "192.0.2.1", token_env="CHAINKIT_API_TOKEN"
     ),
@@ -159,6 +160,7 @@ def test_registered_secrets_are_masked_in_error_messages() -> None:
             "; set it in the service's environment",
         ),
         ("MissingPackageError", "; pip install langchain-anthropic", ""),
+        ("UnknownRunError", "; `chainkit trace show FILE` lists the runs", ""),
     ],
 )
 def test_the_cli_and_the_service_each_phrase_the_fix(name: str, cli: str, service: str) -> None:

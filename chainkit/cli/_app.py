@@ -19,6 +19,7 @@ from chainkit.errors import (
     ModelUnavailableError,
     UnknownChainError,
     UnknownProviderError,
+    UnknownRunError,
     UnprotectedBindError,
     UserError,
     redact,
@@ -124,6 +125,8 @@ def _user_fix(exc: UserError) -> str:
         return f"{exc}; pass {it}, e.g. -i {exc.missing[0]}=..."
     if isinstance(exc, UnknownChainError):
         return f"{exc}; `chainkit chains` lists them"
+    if isinstance(exc, UnknownRunError):
+        return f"{exc}; `chainkit trace show FILE` lists the runs"
     if isinstance(exc, MissingAPIKeyError):
         return f"{exc}; set {exc.env_var} in the environment{_OFFLINE}"
     if isinstance(exc, UnknownProviderError):

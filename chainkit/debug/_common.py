@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chainkit.debug._text import json_preview, printable
-from chainkit.errors import TraceError, UserError, close_matches
+from chainkit.errors import TraceError, UnknownRunError, UserError
 from chainkit.trace import Run, Trace
 
 __all__ = [
@@ -165,13 +165,7 @@ def select_run(trace: Trace, key: str) -> Run:
     if len(by_name) > 1:
         ids = ", ".join(run.run_id[:8] for run in by_name[:5])
         raise UserError(f"{len(by_name)} runs are named {key!r} ({ids}...); pass a run id instead")
-    names = sorted({run.name for run in trace.runs})
-    hint = close_matches(key, names)
-    did_you_mean = f"; did you mean {', '.join(hint)}?" if hint else ""
-    raise UserError(
-        f"no run {key!r} in the trace (not a run id, id prefix or run name){did_you_mean}; "
-        f"`chainkit trace show FILE` lists the runs"
-    )
+    raise UnknownRunError(key, (run.name for run in trace.runs))
 
 
 def inputs_hint(run: Run, limit: int = 40) -> str:
