@@ -22,6 +22,7 @@ from chainkit.models.local._chat_options import (
     read_options,
 )
 from chainkit.models.local._errors import BadRequest, json_body, type_name
+from chainkit.models.local._instructed import write
 from chainkit.models.local._schema import SchemaValues, json_object
 from chainkit.models.local._text import (
     STOP_WORDS,
@@ -31,7 +32,6 @@ from chainkit.models.local._text import (
     count_tokens,
     stable_seed,
     tokenize,
-    write,
 )
 
 __all__ = [

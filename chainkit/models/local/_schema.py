@@ -19,7 +19,8 @@ import uuid
 from typing import Any
 
 from chainkit.models.local._errors import BadRequest
-from chainkit.models.local._text import Analysis, Rng, title_case, write
+from chainkit.models.local._instructed import INGREDIENTS, STEPS, write
+from chainkit.models.local._text import Analysis, Rng, title_case
 
 __all__ = ["SchemaValues", "json_object"]
 
@@ -190,6 +191,8 @@ class SchemaValues:
         if isinstance(schema.get("prefixItems"), list):
             return [self.value(s, name, depth + 1) for s in schema["prefixItems"]]
         values = [self.value(items, _singular(name), depth + 1) for _ in range(want)]
+        if all(isinstance(v, str) for v in values) and len(set(values)) < len(values):
+            values = self._distinct(values, name, item_schema)
         if schema.get("uniqueItems"):
             unique: list[Any] = []
             for v in values:
@@ -197,6 +200,26 @@ class SchemaValues:
                     unique.append(v)
             values = unique if len(unique) >= lo else values
         return values
+
+    def _distinct(self, values: list[str], name: str, schema: dict[str, Any]) -> list[str]:
+        """As many different strings as ``values`` for a list called ``name``."""
+        low = name.lower()
+        subject = self.a.topic
+        if "ingredient" in low:
+            candidates = [subject, *INGREDIENTS]
+        elif any(word in low for word in ("step", "instruction", "direction")):
+            candidates = [f"Prepare the {subject}.", *STEPS]
+        else:
+            candidates = [values[0], *self.a.keywords, *re.findall(r"[A-Za-z]{4,}", self.a.text)]
+            candidates += [f"{values[0]} {k}" for k in range(2, len(values) + 2)]
+        seen: dict[str, None] = {}
+        for text in candidates:
+            fitted = self._fit_string(text, schema, name)
+            if fitted.lower() not in {s.lower() for s in seen}:
+                seen[fitted] = None
+            if len(seen) == len(values):
+                break
+        return list(seen) if len(seen) == len(values) else values
 
     def _words_list(self, n: int) -> list[str]:
         words = list(self.a.keywords) or ["chainkit"]

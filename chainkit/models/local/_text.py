@@ -111,7 +111,7 @@ STOP_WORDS = frozenset((
     "outline", "bullet", "points", "point", "thing", "things", "something", "kind", "style",
     "like", "using", "use", "answer", "question", "following", "text", "above", "below", "per",
     "up", "out", "down", "off", "again", "further", "once", "really", "quite", "kid", "kids",
-    "child", "children", "beginner", "beginners",
+    "child", "children", "beginner", "beginners", "recipe", "recipes", "title", "slogan",
 ))
 # fmt: on
 
@@ -122,11 +122,24 @@ _NUMBER_WORDS = {
 
 # Kinds, in priority order: the first listed kind found in the prompt wins.
 _KINDS: tuple[tuple[str, str], ...] = (
+    ("extract", r"extract|pull out"),
     ("summary", r"summari[sz]e|summary|tl;?dr|sum up|condense"),
+    ("title", r"titles?|headlines?"),
+    ("slogan", r"slogans?|taglines?|motto"),
+    ("outline", r"outline"),
+    ("recipe", r"recipes?"),
+    (
+        "code",
+        (
+            r"code|snippet|python|javascript|typescript|sql|regex|write a function|"
+            r"write a program|write a script"
+        ),
+    ),
+    ("classify", r"classify|categori[sz]e|sentiment"),
+    ("yesno", r"yes or no|yes/no|true or false"),
     ("haiku", r"haikus?"),
     ("verse", r"verses?|songs?|poems?|poetry|rhymes?|lyrics|limericks?|sonnets?"),
     ("story", r"story|stories|tale|fable|narrative"),
-    ("outline", r"outline"),
     ("joke", r"jokes?|pun|funny"),
     ("fact", r"facts?|trivia"),
     ("list", r"list|bullet|enumerate|ideas|tips|ways|reasons|examples"),
@@ -149,7 +162,7 @@ for _name, _alternatives in _KINDS:
         elif _alt == "tl;?dr":
             _forms = ["tl;dr", "tldr"]
         for _form in _forms:
-            if " " in _form or ";" in _form:
+            if " " in _form or ";" in _form or "/" in _form:
                 _KIND_PHRASES.append((_form, _name))
             else:
                 _KIND_WORDS.setdefault(_form, _name)
@@ -192,6 +205,7 @@ _TOPIC_PATTERNS = (
     re.compile(r"\b(?:what is|what are|what's|who is|who was|how does|how do)\s+(.+)", re.I),
     re.compile(r"\b(?:list|name|suggest)\s+(.+)", re.I),
     re.compile(r"\b(?:on|of|for)\s+(.+)", re.I),
+    re.compile(r"\bwith\s+(.+)", re.I),
 )
 _TOPIC_CUTS = re.compile(
     r"(\s+(in simple terms|in plain (english|words|language)|simply|in \w+ (words|sentences|"
@@ -248,6 +262,8 @@ def analyse(text: str) -> Analysis:
     instruction, source = _split_source(text)
     low = instruction.lower()
     kind = _kind(low)
+    if kind == "outline" and re.search(r"\b(?:story|stories|tale|novel|plot)\b", low):
+        kind = "story_outline"
     topic, phrase = _topic(instruction)
     if not topic:
         topic = _keywords_phrase(source) if source else ""
