@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 import pytest
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
