@@ -82,8 +82,9 @@ def read_journal(path: Path) -> list[JournalEntry]:
 class Journal:
     """Appends events to the sidecar journal; each is on disk before the call returns."""
 
-    def __init__(self, path: Path, *, fresh: bool) -> None:
+    def __init__(self, path: Path, *, fresh: bool, temporary: bool = False) -> None:
         self.path = path
+        self.temporary = temporary  # removed at close (a run without a results file)
         if fresh:
             path.unlink(missing_ok=True)
         self._file = path.open("ab")
@@ -115,3 +116,5 @@ class Journal:
 
     def close(self) -> None:
         self._file.close()
+        if self.temporary:
+            self.path.unlink(missing_ok=True)

@@ -59,6 +59,7 @@ def openai_batch_executor(
         attempts=attempts,
         run_id=os.urandom(4).hex(),
         on_close=on_close,
+        temporary_journal=output is None,
     )
 
 

@@ -18,6 +18,7 @@ a kill) never cancels batches at the provider.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from collections import Counter
@@ -112,6 +113,7 @@ class ProviderBatchExecutor:
         attempts: int,
         run_id: str,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        temporary_journal: bool = False,
     ) -> None:
         self.step = step
         self.provider = provider
@@ -121,6 +123,7 @@ class ProviderBatchExecutor:
         self.attempts = attempts
         self.run_id = run_id
         self._on_close = on_close
+        self._temporary_journal = temporary_journal
         self._journal: Journal | None = None
         self._attached: list[JournalEntry] = []
         self._attached_index: dict[int, JournalEntry] = {}
@@ -183,7 +186,9 @@ class ProviderBatchExecutor:
         if self.resume:
             self._attached = [e for e in read_journal(self.journal_path) if not e.collected]
             self._attached_index = {i: e for e in self._attached for _, i in e.requests}
-        self._journal = Journal(self.journal_path, fresh=not self.resume)
+        self._journal = Journal(
+            self.journal_path, fresh=not self.resume, temporary=self._temporary_journal
+        )
         for entry in self._attached:
             self._spawn(self._follow(entry))
         async for item in items:
@@ -375,7 +380,7 @@ class ProviderBatchExecutor:
             if not file_id:
                 continue
             data = await self._call("download", _bind(self.provider.download, file_id))
-            for raw in data.splitlines():
+            for raw in io.BytesIO(data):  # line by line, no list of every line
                 if raw.strip():
                     reply = self.provider.read_line(raw)
                     index = index_of.pop(reply.custom_id, None)
