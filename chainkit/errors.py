@@ -320,6 +320,30 @@ class RecordedError(ChainkitRunError):
 
     error_type: str = "RecordedError"
 
+    @classmethod
+    def named(cls, error_type: str) -> type[RecordedError]:
+        """The subclass called like ``error_type`` (made once, so it pickles by name)."""
+        if error_type == RecordedError.error_type:
+            return RecordedError
+        found = _recorded_classes.get(error_type)
+        if found is None:
+            name = error_type if error_type.isidentifier() else "RecordedError"
+            found = type(name, (RecordedError,), {"error_type": error_type})
+            _recorded_classes[error_type] = found
+        return found
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_recorded, (self.error_type, self.args, dict(self.__dict__)))
+
+
+_recorded_classes: dict[str, type[RecordedError]] = {}
+
+
+def _rebuild_recorded(
+    error_type: str, args: tuple[Any, ...], fields: dict[str, Any]
+) -> ChainkitError:
+    return _rebuild(RecordedError.named(error_type), args, fields)
+
 
 class ReplayExhaustedError(ChainkitRunError):
     """A replay model was called more often than its trace has model runs for."""

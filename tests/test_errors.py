@@ -107,6 +107,18 @@ def test_every_exception_pickles_with_its_fields(name: str) -> None:
     assert vars(back) == vars(exc)
 
 
+def test_a_recorded_error_of_any_name_pickles() -> None:
+    exc = errors.RecordedError.named("SomeProviderError")("the provider said no")
+    back = _round_trip(exc)
+    assert type(back) is type(exc)
+    assert type(back).__name__ == "SomeProviderError"
+    assert isinstance(back, errors.RecordedError)
+    assert str(back) == "the provider said no"
+    odd = _round_trip(errors.RecordedError.named("not an identifier")("x"))
+    assert isinstance(odd, errors.RecordedError)
+    assert odd.error_type == "not an identifier"
+
+
 def test_fields_survive_pickling_by_name() -> None:
     back = _round_trip(SAMPLES["UnknownChainError"])
     assert isinstance(back, errors.UnknownChainError)

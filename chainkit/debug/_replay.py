@@ -56,18 +56,6 @@ _ERROR_MODULES = (
 )
 
 
-_recorded_classes: dict[str, type[RecordedError]] = {}
-
-
-def _recorded_class(name: str) -> type[RecordedError]:
-    cls = _recorded_classes.get(name)
-    if cls is None:
-        safe = name if name.isidentifier() else "RecordedError"
-        cls = type(safe, (RecordedError,), {"error_type": name, "__module__": __name__})
-        _recorded_classes[name] = cls
-    return cls
-
-
 @functools.lru_cache(maxsize=256)
 def _find_class(name: str) -> type[Exception] | None:
     for module_name in _ERROR_MODULES:
@@ -136,7 +124,7 @@ def rebuild_error(error: ErrorInfo) -> Exception:
         except Exception:  # noqa: BLE001 - a constructor with other arguments: fall back
             exc = None
     if exc is None:
-        exc = _recorded_class(error.type)(error.message or error.type)
+        exc = RecordedError.named(error.type)(error.message or error.type)
     exc.add_note("replayed by chainkit.debug.ReplayChatModel from a recorded trace")
     return exc
 
