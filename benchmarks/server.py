@@ -6,13 +6,13 @@ openai:chainkit-local`` pointed at it) and this script, the client.
 
 1. **TTFT**: the ``haiku`` chain streamed in this process (``chain.astream``,
    time to the first non-empty chunk) against the same chain through the
-   service (``POST /chains/haiku/stream``, time to the first ``chunk`` event),
-   alternating, one call at a time. Reports medians, p90, the ratio and the
+   service (``POST /chains/haiku/stream``, time to the first non-empty ``data``
+   event), alternating, one call at a time. Reports medians, p90, the ratio and the
    milliseconds the service adds.
 2. **Concurrent streams**: N SSE streams opened at once (N = 50, 100, 200,
-   400, ...), each a different topic; a stream counts as complete when it ends
-   with ``end`` and its chunks add up to the end's output. Reports, per N, how
-   many completed, the wall time, TTFT and stream-duration percentiles, and the
+   400, ...), each a different topic; a stream counts as complete when its
+   closing ``metadata`` event (usage, timings) counts as many chunks as arrived.
+   Reports, per N, how many completed, the wall time, TTFT and stream-duration percentiles, and the
    service process's CPU use. The largest N with every stream complete is what
    one service process sustains (on this machine, sharing its cores with the
    model and the client).
@@ -136,8 +136,11 @@ async def ttft_service(client: httpx.AsyncClient, topic: str) -> float:
     body = {"input": {"topic": topic}}
     async with client.stream("POST", f"/chains/{CHAIN}/stream", json=body) as response:
         assert response.status_code == 200
+        event = ""
         async for line in response.aiter_lines():
-            if first is None and line.startswith("event: chunk"):
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif first is None and event == "data" and line != 'data: ""':  # first text
                 first = time.perf_counter() - started
     assert first is not None
     return first
@@ -233,23 +236,23 @@ async def one_stream(client: httpx.AsyncClient, topic: str, started: float) -> S
             async for line in response.aiter_lines():
                 if line.startswith("event:"):
                     event = line[6:].strip()
-                elif line.startswith("data:"):
+                elif line.startswith("data:") and event != "end":
                     data = orjson.loads(line[5:])
-                    if event == "chunk":
-                        if ttft is None:
+                    if event == "data":
+                        if ttft is None and data:
                             ttft = time.perf_counter() - started
-                        texts.append(data["text"])
-                    elif event == "end":
-                        end = data
+                        texts.append(data)
+                    elif event == "metadata":
+                        end = data  # the run's ids first, then usage and timings
                     else:
                         return StreamResult(False, error=f"{event}: {data.get('code')}")
     except httpx.HTTPError as exc:
         return StreamResult(False, error=type(exc).__name__)
     duration = time.perf_counter() - started
-    if end is None:
-        return StreamResult(False, ttft, duration, len(texts), "no end event")
-    if "".join(texts) != end["output"]:
-        return StreamResult(False, ttft, duration, len(texts), "chunks differ from the output")
+    if end is None or "timings" not in end:
+        return StreamResult(False, ttft, duration, len(texts), "no closing metadata event")
+    if end["timings"]["chunks"] != len(texts):
+        return StreamResult(False, ttft, duration, len(texts), "chunks lost on the way")
     return StreamResult(True, ttft, duration, len(texts))
 
 

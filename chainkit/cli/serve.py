@@ -71,8 +71,10 @@ def serve(
 ) -> None:
     """Serve every chain over HTTP (FastAPI under uvicorn); API docs at /docs.
 
-    Endpoints: POST /generate, GET /chains, POST /chains/NAME/invoke, /batch,
-    /stream and /stream_events (Server-Sent Events), GET /health, GET /metrics.
+    Endpoints: POST /generate, GET /chains, and LangServe's protocol under
+    /chains/NAME/ (invoke, batch, stream, stream_log, stream_events, input_schema,
+    output_schema, config_schema: langserve's RemoteRunnable works unchanged),
+    GET /health, GET /metrics.
     With CHAINKIT_API_TOKEN set, every endpoint but /health needs
     'Authorization: Bearer <token>'. Ctrl-C stops it.
     """
