@@ -49,6 +49,7 @@ from chainkit.server._schemas import (
     Usage,
 )
 from chainkit.server._state import ServedChain, ServiceState, service_state
+from chainkit.server._usage import InlineUsageHandler
 from chainkit.server._wire import CONFIG_KEYS, dumps, run_config
 
 __all__ = ["check_input", "errors_doc", "ms", "router", "usage_total"]
@@ -117,7 +118,7 @@ async def invoke(name: str, body: InvokeRequest, request: Request) -> Response:
     state = service_state(request)
     info = request_info(request.scope)
     served = check_input(state, name, info, body.input)
-    usage = UsageMetadataCallbackHandler()
+    usage = InlineUsageHandler()
     config = run_config(served.runnable, body.config, info.request_id, [usage])
     started = time.perf_counter()
     async with asyncio.timeout(state.settings.request_timeout):

@@ -11,7 +11,6 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import Response
-from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.runnables import RunnableConfig
 
 from chainkit import __version__
@@ -26,6 +25,7 @@ from chainkit.server._schemas import (
     HealthResponse,
 )
 from chainkit.server._state import service_state
+from chainkit.server._usage import InlineUsageHandler
 from chainkit.trace import message_text
 
 __all__ = ["router"]
@@ -57,7 +57,7 @@ async def generate(
     """
     state = service_state(request)
     info = request_info(request.scope)
-    usage = UsageMetadataCallbackHandler()
+    usage = InlineUsageHandler()
     config: RunnableConfig = {
         "callbacks": [usage],
         "metadata": {"request_id": info.request_id},

@@ -33,6 +33,7 @@ from chainkit.server._schemas import (
 )
 from chainkit.server._sse import EventStream, sse_event
 from chainkit.server._state import ServedChain, ServiceState, service_state
+from chainkit.server._usage import InlineUsageHandler
 from chainkit.server._wire import run_config, strip_internal
 
 __all__ = ["router"]
@@ -149,7 +150,7 @@ def _respond(run: _StreamRun, events: AsyncIterator[bytes]) -> EventStream:
 async def stream(name: str, body: StreamRequest, request: Request) -> EventStream:
     """Each chunk as LangServe writes it (text chunks as JSON strings). Closing the
     connection cancels the run."""
-    usage = UsageMetadataCallbackHandler()
+    usage = InlineUsageHandler()
     run = _start(request, name, body, "/chains/{name}/stream", [usage])
     return _respond(run, _chunk_events(run, body, usage))
 
@@ -237,7 +238,7 @@ async def stream_events(name: str, body: StreamEventsRequest, request: Request) 
     ``run_id``, ``parent_ids``, ``tags``, ``metadata``, ``data``), messages written as
     LangServe writes them; ``include_*``/``exclude_*`` filter by run name, run type and
     tag. Closing the connection cancels the run."""
-    usage = UsageMetadataCallbackHandler()
+    usage = InlineUsageHandler()
     run = _start(request, name, body, "/chains/{name}/stream_events", [usage])
     return _respond(run, _lc_events(run, body, usage))
 
