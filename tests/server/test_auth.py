@@ -22,6 +22,10 @@ PROTECTED = [
     ("POST", "/chains/haiku/batch", {"inputs": [{"topic": "x"}]}),
     ("POST", "/chains/haiku/stream", {"input": {"topic": "x"}}),
     ("POST", "/chains/haiku/stream_events", {"input": {"topic": "x"}}),
+    ("POST", "/chains/haiku/stream_log", {"input": {"topic": "x"}}),
+    ("GET", "/chains/haiku/input_schema", None),
+    ("GET", "/chains/haiku/output_schema", None),
+    ("GET", "/chains/haiku/config_schema", None),
     ("POST", "/chains/nope/invoke", {"input": {}}),  # no hint that a chain exists or not
     ("GET", "/nope", None),
 ]

@@ -47,7 +47,7 @@ def _samples(client: httpx.Client, name: str) -> dict[tuple[tuple[str, str], ...
     return found
 
 
-@pytest.mark.parametrize("endpoint", ["stream", "stream_events"])
+@pytest.mark.parametrize("endpoint", ["stream", "stream_log", "stream_events"])
 def test_disconnect_cuts_the_model_stream(
     slow_service: ServiceThread, slow_model: LocalModelServer, logs: LogLines, endpoint: str
 ) -> None:
