@@ -487,3 +487,29 @@ def test_scripted_replies_answer_responses() -> None:
         assert events[-1].response.output_text == "From the header."
         deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
         assert deltas == "From the header."
+
+
+def test_input_items_of_a_stored_response(client: openai.OpenAI) -> None:
+    created = client.responses.create(
+        model=MODEL,
+        tools=[WEATHER],
+        input=[
+            {"role": "developer", "content": "Answer briefly."},
+            {"role": "user", "content": [{"type": "input_text", "text": "Weather in Oslo?"}]},
+            {"type": "function_call", "call_id": "c9", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c9", "output": "-3C"},
+        ],
+    )
+    newest_first = client.responses.input_items.list(created.id)
+    kinds = [item.type for item in newest_first.data]
+    assert kinds == ["function_call_output", "function_call", "message", "message"]
+    for item in newest_first.data:  # strictly the SDK's item types
+        TypeAdapter(type(item)).validate_python(item.model_dump(mode="json", by_alias=True))
+    oldest_first = client.responses.input_items.list(created.id, order="asc", limit=2)
+    assert [i.id for i in oldest_first.data] == [i.id for i in newest_first.data[::-1][:2]]
+    assert oldest_first.has_more
+    rest = client.responses.input_items.list(created.id, order="asc", after=oldest_first.last_id)
+    assert [i.type for i in rest.data] == ["function_call", "function_call_output"]
+    assert not rest.has_more
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_items.list("resp_nope")

@@ -27,6 +27,7 @@ from chainkit.models.local._errors import BadRequest
 from chainkit.models.local._requests import Answer, Choice, parse_chat
 from chainkit.models.local._responses import Events
 from chainkit.models.local._responses_input import ResponsesRequest, read_responses_request
+from chainkit.models.local._responses_items import input_items, page
 from chainkit.models.local._scripted import REPLY_HEADER
 from chainkit.models.local._serving import LocalModel, json_response
 from chainkit.models.local._text import analyse, count_tokens, tokenize
@@ -49,41 +50,56 @@ _ASKED = {
 _EFFORT_FACTOR = {"minimal": 1, "low": 2, "medium": 4, "high": 8, "xhigh": 12}
 
 
+@dataclass(slots=True)
+class _Stored:
+    response: dict[str, Any]
+    conversation: list[dict[str, Any]]  # as chat messages, for previous_response_id
+    items: list[dict[str, Any]]  # the input items, for GET .../input_items
+    chars: int
+
+
 class ResponseStore:
     """Stored responses and their conversations, oldest dropped first beyond the bounds."""
 
     def __init__(self, max_items: int = 512, max_chars: int = 32_000_000) -> None:
         self.max_items = max_items
         self.max_chars = max_chars
-        self._items: OrderedDict[str, tuple[dict[str, Any], list[dict[str, Any]], int]] = (
-            OrderedDict()
-        )
+        self._stored: OrderedDict[str, _Stored] = OrderedDict()
         self._chars = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._stored)
 
-    def put(self, response: dict[str, Any], conversation: list[dict[str, Any]], chars: int) -> None:
-        rid = response["id"]
-        self._items[rid] = (response, conversation, chars)
+    def put(
+        self,
+        response: dict[str, Any],
+        conversation: list[dict[str, Any]],
+        items: list[dict[str, Any]],
+        chars: int,
+    ) -> None:
+        self._stored[response["id"]] = _Stored(response, conversation, items, chars)
         self._chars += chars
-        while self._items and (len(self._items) > self.max_items or self._chars > self.max_chars):
-            _, (_, _, size) = self._items.popitem(last=False)
-            self._chars -= size
+        while self._stored and (len(self._stored) > self.max_items or self._chars > self.max_chars):
+            _, dropped = self._stored.popitem(last=False)
+            self._chars -= dropped.chars
 
     def response(self, rid: str) -> dict[str, Any] | None:
-        item = self._items.get(rid)
-        return item[0] if item else None
+        stored = self._stored.get(rid)
+        return stored.response if stored else None
 
     def conversation(self, rid: str) -> list[dict[str, Any]] | None:
-        item = self._items.get(rid)
-        return item[1] if item else None
+        stored = self._stored.get(rid)
+        return stored.conversation if stored else None
+
+    def items(self, rid: str) -> list[dict[str, Any]] | None:
+        stored = self._stored.get(rid)
+        return stored.items if stored else None
 
     def delete(self, rid: str) -> bool:
-        item = self._items.pop(rid, None)
-        if item is None:
+        stored = self._stored.pop(rid, None)
+        if stored is None:
             return False
-        self._chars -= item[2]
+        self._chars -= stored.chars
         return True
 
 
@@ -151,9 +167,10 @@ class ResponsesAPI:
         response = _response(request, answer, outputs, suffix, reasoning_tokens)
         if request.store:
             conversation = [*request.history, *_as_messages(outputs)]
+            items = input_items(body.get("input"), suffix)
             chars = len(answer.prompt_text) + sum(len(o.item.get("arguments", "")) for o in outputs)
-            chars += sum(len(p) for o in outputs for p in o.pieces)
-            self.store.put(response, conversation, chars)
+            chars += sum(len(p) for o in outputs for p in o.pieces) + len(orjson.dumps(items))
+            self.store.put(response, conversation, items, chars)
         return ResponseResult(answer, response, outputs, request.stream)
 
     def retrieve(self, rid: str) -> bytes:
@@ -161,6 +178,13 @@ class ResponsesAPI:
         if response is None:
             raise _not_found(rid)
         return orjson.dumps(response)
+
+    def input_items(self, rid: str, query: dict[str, str]) -> bytes:
+        """A page of the stored response's input items (``order``, ``after``, ``limit``)."""
+        items = self.store.items(rid)
+        if items is None:
+            raise _not_found(rid)
+        return orjson.dumps(page(items, query))
 
     def delete(self, rid: str) -> bytes:
         if not self.store.delete(rid):
@@ -425,13 +449,15 @@ RESPONSES = web.AppKey("chainkit_local_responses", ResponsesAPI)
 
 
 def add_routes(app: web.Application) -> None:
-    """Serve ``POST /v1/responses`` and ``GET``/``DELETE /v1/responses/{id}`` (also without
-    the ``/v1`` prefix); creating one takes the server's faults, delays and scripted replies
-    and is counted in its stats, as chat completions are."""
+    """Serve ``POST /v1/responses``, ``GET``/``DELETE /v1/responses/{id}`` and ``GET
+    /v1/responses/{id}/input_items`` (also without the ``/v1`` prefix). Creating one takes
+    the server's faults, delays and scripted replies and is counted in its stats, as chat
+    completions are."""
     app[RESPONSES] = ResponsesAPI()
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/responses", _create)
         app.router.add_get(f"{prefix}/responses/{{rid}}", _retrieve)
+        app.router.add_get(f"{prefix}/responses/{{rid}}/input_items", _input_items)
         app.router.add_delete(f"{prefix}/responses/{{rid}}", _delete)
 
 
@@ -450,6 +476,11 @@ async def _create(request: web.Request) -> web.StreamResponse:
 
 async def _retrieve(request: web.Request) -> web.Response:
     return json_response(request.app[RESPONSES].retrieve(request.match_info["rid"]))
+
+
+async def _input_items(request: web.Request) -> web.Response:
+    api = request.app[RESPONSES]
+    return json_response(api.input_items(request.match_info["rid"], dict(request.query)))
 
 
 async def _delete(request: web.Request) -> web.Response:
