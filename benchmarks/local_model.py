@@ -11,7 +11,8 @@ Targets (issue 2): <= 0.4 s server CPU per 1,000 requests and <= 1.5 s per
 100,000 streamed tokens. For scale, the same requests are also sent to a bare
 httptools server that answers fixed bytes (the floor any Python HTTP server
 pays on this machine at this moment: on a busy shared machine every figure
-rises, the floor with them). Run::
+rises, the floor with them), and to a bare aiohttp app with the local model's
+server settings (what aiohttp itself costs per request). Run::
 
     .venv/bin/python benchmarks/local_model.py [--requests 3000] [--tokens 100000]
 """
@@ -72,8 +73,35 @@ uvloop.run(main())
 """
 
 
-def start_server(*, floor: bool = False) -> tuple[subprocess.Popen[str], str]:
-    args = ["-c", FLOOR_SERVER] if floor else ["-m", "chainkit.models.local", "--port", "0"]
+AIOHTTP_FLOOR = r"""
+import asyncio, socket, sys, uvloop
+from aiohttp import web
+body = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":'
+        b'[{"index":0,"message":{"role":"assistant","content":"Here is a fact."},'
+        b'"logprobs":null,"finish_reason":"stop"}],'
+        b'"usage":{"prompt_tokens":9,"completion_tokens":5,"total_tokens":14}}')
+async def chat(request):
+    await request.read()
+    return web.Response(body=body, content_type="application/json")
+app = web.Application()
+app.router.add_post("/v1/chat/completions", chat)
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(4096)
+print(f"OPENAI_BASE_URL=http://127.0.0.1:{sock.getsockname()[1]}/v1", file=sys.stderr, flush=True)
+async def main():
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    await asyncio.Event().wait()
+uvloop.run(main())
+"""
+
+
+def start_server(*, floor: str = "") -> tuple[subprocess.Popen[str], str]:
+    """The local model, or a floor: ``"httptools"`` or ``"aiohttp"`` answering fixed bytes."""
+    code = {"httptools": FLOOR_SERVER, "aiohttp": AIOHTTP_FLOOR}.get(floor)
+    args = ["-c", code] if code else ["-m", "chainkit.models.local", "--port", "0"]
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
         [sys.executable, *args],
         stderr=subprocess.PIPE,
@@ -170,28 +198,30 @@ async def main(n_requests: int, n_tokens: int, rounds: int) -> list[list[Phase]]
     """Rounds of requests to the local model and to the floor, interleaved (the
     machine's load changes by the second), then the streamed phase."""
     local_proc, local_url = start_server()
-    floor_proc, floor_url = start_server(floor=True)
+    floor_proc, floor_url = start_server(floor="httptools")
+    aio_proc, aio_url = start_server(floor="aiohttp")
     local, floor = psutil.Process(local_proc.pid), psutil.Process(floor_proc.pid)
+    aio = psutil.Process(aio_proc.pid)
     try:
         local_client = openai.AsyncOpenAI(base_url=local_url, api_key="bench", max_retries=0)
         floor_client = openai.AsyncOpenAI(base_url=floor_url, api_key="bench", max_retries=0)
+        aio_client = openai.AsyncOpenAI(base_url=aio_url, api_key="bench", max_retries=0)
         await requests_phase("warm-up", local, local_client, 10**6, 300)
         await requests_phase("warm-up", floor, floor_client, 10**6, 300)
+        await requests_phase("warm-up", aio, aio_client, 10**6, 300)
         per_round = n_requests // rounds
-        ours, floors = [], []
+        ours, floors, aios = [], [], []
         for r in range(rounds):
-            ours.append(
-                await requests_phase("local", local, local_client, r * per_round, per_round)
-            )
-            floors.append(
-                await requests_phase("floor", floor, floor_client, r * per_round, per_round)
-            )
+            first = r * per_round
+            ours.append(await requests_phase("local", local, local_client, first, per_round))
+            floors.append(await requests_phase("floor", floor, floor_client, first, per_round))
+            aios.append(await requests_phase("aiohttp", aio, aio_client, first, per_round))
         streamed = [await stream_phase(local, local_client, n_tokens)]
-        await local_client.close()
-        await floor_client.close()
-        return [ours, streamed, floors]
+        for client in (local_client, floor_client, aio_client):
+            await client.close()
+        return [ours, streamed, floors, aios]
     finally:
-        for proc in (local_proc, floor_proc):
+        for proc in (local_proc, floor_proc, aio_proc):
             proc.terminate()
             proc.wait(10)
 
@@ -201,15 +231,17 @@ def _per(phase: Phase, scale: int) -> tuple[float, float]:
 
 
 def report(measured: list[list[Phase]]) -> None:
-    ours, (tok,), floors = measured
+    ours, (tok,), floors, aios = measured
     per_1k = sorted(_per(p, 1000) for p in ours)
     floor_1k = sorted(_per(p, 1000) for p in floors)
+    aio_1k = sorted(_per(p, 1000) for p in aios)
     best, median = per_1k[0], per_1k[len(per_1k) // 2]
     rows = [
         ("server CPU s / 1,000 requests (best round)", *best, TARGET_PER_1K_REQUESTS),
         ("server CPU s / 1,000 requests (median)", *median, TARGET_PER_1K_REQUESTS),
         ("server CPU s / 100,000 streamed tokens", *_per(tok, 100_000), TARGET_PER_100K_TOKENS),
         ("floor: bare httptools / 1,000 requests", *floor_1k[0], TARGET_PER_1K_REQUESTS),
+        ("floor: bare aiohttp / 1,000 requests", *aio_1k[0], TARGET_PER_1K_REQUESTS),
     ]
     total = sum(p.count for p in ours)
     print(
@@ -228,7 +260,8 @@ def report(measured: list[list[Phase]]) -> None:
         ratio = server / target
         print(f"| {name:42} | {server:8.3f} | {client:8.3f} | {target:7.2f} | {ratio:13.2f} |")
     ratio_to_floor = best[0] / floor_1k[0][0]
-    print(f"\nlocal model / floor (best rounds): {ratio_to_floor:.1f}x")
+    print(f"\nlocal model / httptools floor (best rounds): {ratio_to_floor:.1f}x")
+    print(f"local model / aiohttp floor (best rounds): {best[0] / aio_1k[0][0]:.1f}x")
     ok = best[0] <= TARGET_PER_1K_REQUESTS and rows[2][1] <= TARGET_PER_100K_TOKENS
     print(f"{'within' if ok else 'OVER'} target")
 
