@@ -11,9 +11,10 @@ serve. Anthropic's Message Batches would be one more class: its requests are
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import orjson
 
@@ -30,6 +31,7 @@ __all__ = [
     "ReplyLine",
 ]
 
+_SPOOL_BYTES = 8 * 1024 * 1024  # result files above this go to disk while they are read
 FINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
@@ -150,7 +152,9 @@ class BatchProvider(Protocol):
         """A batch created on ``file_id`` (after a crash between upload and journal)."""
         ...
 
-    async def download(self, file_id: str) -> bytes: ...
+    async def download(self, file_id: str) -> IO[bytes]:
+        """A result file, streamed into a temporary file (memory stays small), at its start."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -221,10 +225,17 @@ class OpenAIBatches:
                 return _state(batch)
         return None
 
-    async def download(self, file_id: str) -> bytes:
-        content = await self.client.files.content(file_id)
-        data: bytes = content.read()
-        return data
+    async def download(self, file_id: str) -> IO[bytes]:
+        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - the caller closes it
+        try:
+            async with self.client.files.with_streaming_response.content(file_id) as response:
+                async for chunk in response.iter_bytes():
+                    spool.write(chunk)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool
 
     async def aclose(self) -> None:
         """Nothing to release: the client (and its connections) belong to the chat model."""

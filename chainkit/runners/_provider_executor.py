@@ -18,7 +18,6 @@ a kill) never cancels batches at the provider.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from collections import Counter
@@ -372,21 +371,22 @@ class ProviderBatchExecutor:
     async def _collect(self, entry: JournalEntry, state: BatchState) -> None:
         """Deliver a record (or a follow-up request) for each request of a finished batch.
 
-        Result lines are settled one at a time as they are read (memory: one file's
-        bytes, not every parsed reply); requests with no line are settled last.
+        Result files are streamed to a spooled temporary file and settled line by line
+        as they are read (memory stays small whatever their size); requests with no
+        line are settled last.
         """
         index_of = dict(entry.requests)
         for file_id in (state.output_file_id, state.error_file_id):
             if not file_id:
                 continue
-            data = await self._call("download", _bind(self.provider.download, file_id))
-            for raw in io.BytesIO(data):  # line by line, no list of every line
-                if raw.strip():
-                    reply = self.provider.read_line(raw)
-                    index = index_of.pop(reply.custom_id, None)
-                    if index is not None:
-                        await self._settle(index, reply.custom_id, state, reply)
-            del data
+            spool = await self._call("download", _bind(self.provider.download, file_id))
+            with spool:
+                for raw in spool:  # line by line
+                    if raw.strip():
+                        reply = self.provider.read_line(raw)
+                        index = index_of.pop(reply.custom_id, None)
+                        if index is not None:
+                            await self._settle(index, reply.custom_id, state, reply)
         for custom_id, index in index_of.items():  # no result line for these
             await self._settle(index, custom_id, state, None)
         self._flush()  # the follow-up batch of what is tried again
