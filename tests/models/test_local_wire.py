@@ -197,3 +197,21 @@ def test_tools_and_response_format_answer_in_the_schema(client: openai.OpenAI) -
         response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": schema}},
     )
     assert called.choices[0].finish_reason == "tool_calls"
+
+
+def test_streamed_audio_sends_the_transcript_then_the_wav(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-audio-preview",
+            messages=USER,
+            modalities=["text", "audio"],
+            audio={"voice": "alloy", "format": "wav"},
+            stream=True,
+        )
+    )
+    audio = [c.choices[0].delta.model_dump().get("audio") for c in chunks if c.choices]
+    transcript = "".join(a.get("transcript") or "" for a in audio if a)
+    assert "tea" in transcript.lower()
+    data = next(a["data"] for a in audio if a and a.get("data"))
+    with wave.open(io.BytesIO(base64.b64decode(data))) as wav:
+        assert wav.getnframes() > 0
