@@ -8,10 +8,12 @@ or from a shell::
     chainkit serve --port 8080
     uvicorn --factory chainkit.server:create_app
 
-Endpoints: ``POST /generate`` (the second seed's), ``GET /chains``,
-``POST /chains/{name}/invoke``, ``/batch``, ``/stream`` (SSE) and
-``/stream_events`` (SSE), ``GET /health``, ``GET /metrics`` (Prometheus), and
-the OpenAPI docs at ``/docs``. See :class:`ServerSettings` for auth and limits.
+Endpoints: ``POST /generate`` (the second seed's), ``GET /chains``, every chain
+under ``/chains/{name}/`` in LangServe's protocol (``invoke``, ``batch``,
+``stream``, ``stream_log`` and ``stream_events`` (SSE), ``input_schema``,
+``output_schema``, ``config_schema``; ``langserve.RemoteRunnable`` works
+unchanged), ``GET /health``, ``GET /metrics`` (Prometheus), and the OpenAPI
+docs at ``/docs``. See :class:`ServerSettings` for auth and limits.
 """
 
 from __future__ import annotations
