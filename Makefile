@@ -33,17 +33,15 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The chains, callbacks and compat-seam tests once more, against the LOWEST langchain-core and
-# langchain-openai that pyproject.toml allows (read from it), in .venv-min, so the
-# declared range is true. Wheels come from pip's cache after the first install.
+# The chains, callbacks and compat-seam tests once more, against the LOWEST langchain-core
+# and langchain-openai that pyproject.toml allows (.ci/min_requirements.py reads them), in
+# .venv-min, so the declared range is true. Wheels come from pip's cache after the first run.
 VENV_MIN  := .venv-min
 MIN_STAMP := $(VENV_MIN)/.installed-stamp
-LOWEST    := $(PYTHON) -c 'import re, tomllib; deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; print(" ".join(re.sub(r">=([^,]+),.*", r"==\1", d) for d in deps if re.match(r"langchain-(core|openai)>=", d)))'
 
-$(MIN_STAMP): pyproject.toml
+$(MIN_STAMP): pyproject.toml .ci/min_requirements.py
 	$(PYTHON) -m venv $(VENV_MIN)
-	$(VENV_MIN)/bin/python -m pip install --quiet -e . $$($(LOWEST)) \
-		"pytest>=9,<10" "pytest-asyncio>=1.2,<2" "pytest-timeout>=2.3,<3"
+	$(VENV_MIN)/bin/python -m pip install --quiet -e . $$($(PYTHON) .ci/min_requirements.py)
 	@touch $(MIN_STAMP)
 
 pytest-min: $(MIN_STAMP)
