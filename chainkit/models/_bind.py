@@ -29,28 +29,25 @@ __all__ = ["is_lean", "stock_async_root", "stock_sync_root", "use_http_pool"]
 M = TypeVar("M")
 
 
-def stock_async_root(model: Any) -> Any:
-    """The model's ``openai.AsyncOpenAI`` (under the lean wrapper, if any)."""
+def _stock_root(
+    model: Any, root_field: str, resource_field: str, lean: type[LeanAsyncOpenAI | LeanOpenAI]
+) -> Any:
     from chainkit._compat import sdk_root  # lazily: chainkit.models.local loads no LangChain
 
-    root = getattr(model, "root_async_client", None)
+    root = getattr(model, root_field, None)
     if root is None:  # BaseOpenAI (completions) keeps only the resource
-        root = sdk_root(getattr(model, "async_client", None))
-    if isinstance(root, LeanAsyncOpenAI):
-        return root.stock
-    return root
+        root = sdk_root(getattr(model, resource_field, None))
+    return root.stock if isinstance(root, lean) else root
+
+
+def stock_async_root(model: Any) -> Any:
+    """The model's ``openai.AsyncOpenAI`` (under the lean wrapper, if any)."""
+    return _stock_root(model, "root_async_client", "async_client", LeanAsyncOpenAI)
 
 
 def stock_sync_root(model: Any) -> Any:
     """The model's ``openai.OpenAI`` (under the lean wrapper, if any)."""
-    from chainkit._compat import sdk_root  # lazily: chainkit.models.local loads no LangChain
-
-    root = getattr(model, "root_client", None)
-    if root is None:
-        root = sdk_root(getattr(model, "client", None))
-    if isinstance(root, LeanOpenAI):
-        return root.stock
-    return root
+    return _stock_root(model, "root_client", "client", LeanOpenAI)
 
 
 def is_lean(model: Any) -> bool:
