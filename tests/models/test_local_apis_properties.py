@@ -118,6 +118,8 @@ def _strategies(bad: st.SearchStrategy[Any]) -> tuple[st.SearchStrategy[Any], ..
             "stream": st.booleans() | bad,
             "store": st.booleans(),
             "metadata": bad | st.just({"run": "7"}),
+            "include": st.just(["message.output_text.logprobs"]) | bad,
+            "top_logprobs": st.integers(0, 20) | bad,
         },
     )
     embeddings_body = st.fixed_dictionaries(

@@ -513,3 +513,32 @@ def test_input_items_of_a_stored_response(client: openai.OpenAI) -> None:
     assert not rest.has_more
     with pytest.raises(openai.NotFoundError):
         client.responses.input_items.list("resp_nope")
+
+
+def test_logprobs_when_included(client: openai.OpenAI) -> None:
+    plain = client.responses.create(model=MODEL, input="Tell me a joke")
+    assert plain.output[0].content[0].logprobs == []
+    with_logprobs = _strict(
+        client.responses.create(
+            model=MODEL,
+            input="Tell me a joke",
+            include=["message.output_text.logprobs"],
+            top_logprobs=3,
+        )
+    )
+    part = with_logprobs.output[0].content[0]
+    assert part.logprobs is not None
+    assert "".join(lp.token for lp in part.logprobs) == part.text
+    assert all(lp.logprob <= 0 and len(lp.top_logprobs) == 3 for lp in part.logprobs)
+    assert with_logprobs.top_logprobs == 3
+    events = _events(
+        client.responses.create(
+            model=MODEL,
+            input="Tell me a joke",
+            include=["message.output_text.logprobs"],
+            top_logprobs=2,
+            stream=True,
+        )
+    )
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert all(len(d.logprobs) == 1 and d.logprobs[0].token == d.delta for d in deltas)

@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from chainkit.models.local._chat import model_request, scripted_answer
+from chainkit.models.local._chat_options import logprob_entry
 from chainkit.models.local._errors import BadRequest
 from chainkit.models.local._requests import Answer, Choice, parse_chat
 from chainkit.models.local._responses import Events
@@ -244,7 +245,9 @@ def _outputs(request: ResponsesRequest, choice: Choice, suffix: str) -> list[_Ou
             outputs.append(_Output(item, fragments))
         return outputs
     text = choice.text
-    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    top = request.logprobs
+    logprobs = [] if top is None else [logprob_entry(p, top) for p in choice.pieces]
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
     item = {
         "id": f"msg_{suffix}",
         "type": "message",
@@ -333,7 +336,7 @@ def _response(
         "text": request.text,
         "tool_choice": request.tool_choice,
         "tools": request.tools,
-        "top_logprobs": 0,
+        "top_logprobs": request.logprobs or 0,
         "top_p": 1.0 if request.top_p is None else request.top_p,
         "truncation": request.echo["truncation"],
         "usage": {
@@ -432,10 +435,19 @@ def _events(response: dict[str, Any], outputs: list[_Output]) -> Events:
             empty = {**part, "text": ""}
             at = {**ids, "content_index": 0}
             events.append(event("response.content_part.added", **at, part=empty))
+            logprobs = part["logprobs"]
             events += [
-                event("response.output_text.delta", **at, delta=p, logprobs=[]) for p in pieces
+                event(
+                    "response.output_text.delta",
+                    **at,
+                    delta=p,
+                    logprobs=[logprobs[k]] if logprobs else [],
+                )
+                for k, p in enumerate(pieces)
             ]
-            events.append(event("response.output_text.done", **at, text=part["text"], logprobs=[]))
+            events.append(
+                event("response.output_text.done", **at, text=part["text"], logprobs=logprobs)
+            )
             events.append(event("response.content_part.done", **at, part=part))
         events.append(event("response.output_item.done", output_index=index, item=item))
     tail = len(events)

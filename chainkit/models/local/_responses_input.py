@@ -68,6 +68,7 @@ class ResponsesRequest:
     text: dict[str, Any]
     reasoning: dict[str, Any] | None  # {"effort": ..., "summary": ...} when the model reasons
     include_encrypted_reasoning: bool
+    logprobs: int | None  # None: none; else how many alternatives per token
     max_output_tokens: int | None
     temperature: float | None
     top_p: float | None
@@ -103,7 +104,7 @@ def read_responses_request(
     max_output = _opt_int(body, "max_output_tokens", MIN_OUTPUT_TOKENS)
     temperature = _opt_number(body, "temperature", 0, 2)
     top_p = _opt_number(body, "top_p", 0, 1)
-    _opt_int(body, "top_logprobs", 0, 20)
+    top_logprobs = _opt_int(body, "top_logprobs", 0, 20) or 0
     parallel = body.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
         raise _invalid_type("parallel_tool_calls", "a boolean", parallel)
@@ -155,6 +156,7 @@ def read_responses_request(
         text=text,
         reasoning=reasoning,
         include_encrypted_reasoning="reasoning.encrypted_content" in include,
+        logprobs=top_logprobs if "message.output_text.logprobs" in include else None,
         max_output_tokens=max_output,
         temperature=temperature,
         top_p=top_p,
