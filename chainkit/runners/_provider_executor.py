@@ -125,7 +125,7 @@ class ProviderBatchExecutor:
         self._temporary_journal = temporary_journal
         self._journal: Journal | None = None
         self._attached: list[JournalEntry] = []
-        self._attached_index: dict[int, JournalEntry] = {}
+        self._attached_ids: dict[int, str] = {}  # index -> custom_id sent before a crash
         self._held: dict[int, _Held] = {}
         self._chunk = _Chunk()
         self._files = 0
@@ -184,21 +184,22 @@ class ProviderBatchExecutor:
         # opened only now: the recorder has accepted the results file (resume, overwrite)
         if self.resume:
             self._attached = [e for e in read_journal(self.journal_path) if not e.collected]
-            self._attached_index = {i: e for e in self._attached for _, i in e.requests}
+            self._attached_ids = {i: c for e in self._attached for c, i in e.requests}
         self._journal = Journal(
             self.journal_path, fresh=not self.resume, temporary=self._temporary_journal
         )
         for entry in self._attached:
             self._spawn(self._follow(entry))
         async for item in items:
-            if item.index in self._attached_index:  # sent before a crash: wait for it
-                entry = self._attached_index[item.index]
-                cid = next(c for c, i in entry.requests if i == item.index)
+            cid = self._attached_ids.get(item.index)
+            if cid is not None:  # sent before a crash: wait for its batch
                 self._held[item.index] = _Held(
                     item, cid, _attempt_of(cid), datetime.now(UTC), time.monotonic()
                 )
                 continue
             await self._add(item, 1)
+            if item.index % 256 == 0:
+                await asyncio.sleep(0)  # building requests is CPU work: let polls and progress run
         self._flush()
         self._all_read.set()
         while True:
