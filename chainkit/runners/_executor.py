@@ -13,11 +13,17 @@ A batch is two objects composed by :func:`~chainkit.runners.run_batch`:
   (:class:`chainkit.runners._local.LocalExecutor`: this event loop, four
   strategies, the retry loop), the Ray one
   (:class:`chainkit.runners._ray.RayExecutor`: blocks of items on worker
-  actors, each running a local executor).
+  actors, each running a local executor), the provider-batch one
+  (:class:`chainkit.runners._provider_executor.ProviderBatchExecutor`: OpenAI's
+  Batch API).
 
 A new backend is one class with the members below (the Ray backend is the
-example to read), plus a name in :data:`chainkit.runners._options.BACKENDS`
-and a branch in :func:`chainkit.runners._runner.make_executor`.
+example to read; the test double ``UpperExecutor`` in
+``tests/runners/test_options.py`` is a whole backend in 20 lines), plus a name
+in :data:`chainkit.runners._options.BACKENDS` and a branch in
+:func:`chainkit.runners._runner.make_batch` that builds it. Options a backend
+needs beyond :class:`~chainkit.runners.BatchOptions` go in a frozen settings
+value of its own (``RaySettings``, ``ProviderBatchSettings``).
 """
 
 from __future__ import annotations
