@@ -7,7 +7,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, I
 from typing import Any, TypeVar, overload
 
 from chainkit.callbacks._common import clock
-from chainkit.trace import Trace, message_text
+from chainkit.trace import Trace, Usage, message_text, usage_of_message
 
 __all__ = ["EventRecorder", "record_events"]
 
@@ -104,11 +104,11 @@ class EventRecorder:
         elif phase == "end":
             self._close(run_id)
             output = data.get("output")
-            usage = getattr(output, "usage_metadata", None) if run_type == "chat_model" else None
+            usage = usage_of_message(output) if run_type == "chat_model" else None
             self.trace.run_ended(
                 run_id,
                 outputs=output,
-                usage=dict(usage) if usage else None,
+                usage=usage.model_dump() if usage is not None else None,
                 inputs=data.get("input"),
                 t=t,
             )
@@ -152,10 +152,9 @@ class EventRecorder:
             if isinstance(delta, Mapping) and delta.get("type") == "text-delta":
                 self.trace.chunk(run_id, t, str(delta.get("text", "")))
         elif kind == "message-finish":
-            usage = event.get("usage")
-            self.trace.run_ended(
-                run_id, usage=dict(usage) if isinstance(usage, Mapping) else None, t=t
-            )
+            raw = event.get("usage")
+            usage = Usage.of(raw).model_dump() if isinstance(raw, Mapping) else None
+            self.trace.run_ended(run_id, usage=usage, t=t)
             self._v3_run = None
 
 
