@@ -15,7 +15,7 @@ from chainkit.server import ServiceThread
 from tests.server.conftest import iter_sse
 
 SETTINGS = settings(
-    max_examples=25,
+    max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,  # the same examples every run: no flaky surprises in CI
