@@ -218,7 +218,7 @@ async def batch(name: str, body: BatchRequest, request: Request) -> Response:
     if not body.return_exceptions:
         for meta, error in zip(responses, roots.errors, strict=True):
             if meta.error is not None:  # the first failure is the answer, as abatch raises it
-                raise error or ApiError(502, "upstream_error", meta.error.message)
+                raise _item_failure(meta.error, error)
     total = sum((meta.usage for meta in responses if meta.usage is not None), Usage())
     state.metrics.add_tokens(name, total.input_tokens, total.output_tokens)
     failed = sum(meta.error is not None for meta in responses)
@@ -233,6 +233,17 @@ async def batch(name: str, body: BatchRequest, request: Request) -> Response:
         "request_id": info.request_id,
     }
     return _json({"output": roots.outputs, "metadata": metadata})
+
+
+def _item_failure(recorded: BatchError, raised: BaseException | None) -> Exception:
+    """What a failed item answers: the exception its run raised, when the runner recorded
+    that one (not a cancellation: the runner's timeout cancels the run), else the record's
+    type and message (504 for a timeout, 502 otherwise)."""
+    if isinstance(raised, Exception) and type(raised).__name__ == recorded.type:
+        return raised
+    if "Timeout" in recorded.type:
+        return TimeoutError(recorded.message)
+    return ApiError(502, "upstream_error", f"{recorded.type}: {recorded.message}")
 
 
 async def _run_items(

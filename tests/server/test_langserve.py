@@ -416,3 +416,21 @@ def test_javascript_remote_runnable(
     assert '"missing_variable"' in missing
     assert unknown.startswith("404 Error")
     assert '"unknown_chain"' in unknown
+
+
+def test_a_batch_item_over_its_time_is_504_or_its_error() -> None:
+    """The runner's per-item timeout fails the batch as a 504, or is the item's error."""
+    settings = ServerSettings(api_token=None, batch_item_timeout=0.2, batch_retries=0)
+    with (
+        local_model_server(token_delay=0.05) as server,
+        running(server, settings) as svc,
+        httpx.Client(base_url=svc.url, timeout=60) as client,
+    ):
+        body: dict[str, Any] = {"inputs": [{"topic": "a slow song"}]}
+        failed = client.post("/chains/song/batch", json=body)
+        kept = client.post("/chains/song/batch", json={**body, "return_exceptions": True})
+    assert failed.status_code == 504
+    assert failed.json()["error"]["code"] == "upstream_timeout"
+    assert kept.status_code == 200
+    assert kept.json()["output"] == [None]
+    assert "Timeout" in kept.json()["metadata"]["responses"][0]["error"]["type"]
