@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from chainkit._bridge import run_sync
 from chainkit.cli._app import app
 
 SONG = "Write me a 1 verse song about sparkling water."
@@ -49,7 +50,7 @@ def demo(
 
     # One event loop for every async part: the OpenAI client keeps its connection
     # pool on the loop that first used it.
-    asyncio.run(_async_tour(llm, model, facts, progress))
+    run_sync(_async_tour(llm, model, facts, progress))
 
 
 async def _async_tour(llm: Any, model: str | None, facts: int, progress: bool) -> None:

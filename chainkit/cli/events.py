@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from chainkit._bridge import run_sync
 from chainkit.cli._app import app
 from chainkit.cli.stream import (
     ChainsDirOpt,
@@ -189,7 +190,7 @@ def events(
     try:
         with warnings.catch_warnings():  # v1 is deprecated upstream, but asked for here
             warnings.filterwarnings("ignore", "astream_events version='v1'", DeprecationWarning)
-            asyncio.run(run())
+            run_sync(run())
     except BrokenPipeError:
         _stdout_closed()
     finally:

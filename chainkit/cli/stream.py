@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from chainkit._bridge import run_sync
 from chainkit._unicode import lone_surrogate_at
 from chainkit.cli._app import app
 from chainkit.errors import InputError
@@ -305,7 +306,7 @@ def stream(
                         asyncio.get_running_loop().set_exception_handler(_ignore)
                         raise
 
-            asyncio.run(run())
+            run_sync(run())
         else:
             runnable = build_chain(chain, values, model=model, chains_dir=chains_dir)
             iterator: Iterator[Any] = runnable.stream(values, config)
