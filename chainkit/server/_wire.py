@@ -17,6 +17,7 @@ adds its own ``request_id`` to ``metadata`` and a fresh ``run_id``.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -45,8 +46,8 @@ def dumps(value: Any) -> bytes:
     """``value`` as LangServe writes it: JSON bytes, pydantic models as their fields."""
     try:
         return orjson.dumps(value, default=_default, option=_OPTIONS)
-    except TypeError:  # e.g. an integer over 64 bits: written as the traces write it
-        return orjson.dumps(to_jsonable(value, 0), option=_OPTIONS)
+    except TypeError:  # an integer over 64 bits: the standard library writes it
+        return json.dumps(to_jsonable(value, 0), default=str).encode()
 
 
 def jsonable(value: Any) -> Any:

@@ -434,3 +434,13 @@ def test_a_batch_item_over_its_time_is_504_or_its_error() -> None:
     assert kept.status_code == 200
     assert kept.json()["output"] == [None]
     assert "Timeout" in kept.json()["metadata"]["responses"][0]["error"]["type"]
+
+
+def test_batch_configs_must_be_one_or_one_per_input(served: ServiceThread) -> None:
+    body = {"inputs": [{"topic": "a"}, {"topic": "b"}], "config": [{"tags": ["only one"]}]}
+    with httpx.Client(base_url=served.url) as client:
+        response = client.post("/chains/haiku/batch", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert "1 configs for 2 inputs" in error["message"]
