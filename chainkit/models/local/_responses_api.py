@@ -27,6 +27,7 @@ from chainkit.models.local._chat_options import logprob_entry
 from chainkit.models.local._errors import BadRequest
 from chainkit.models.local._requests import Answer, Choice, parse_chat
 from chainkit.models.local._responses import Events
+from chainkit.models.local._responses_events import Output, response_events
 from chainkit.models.local._responses_input import ResponsesRequest, read_responses_request
 from chainkit.models.local._responses_items import input_items, page
 from chainkit.models.local._scripted import REPLY_HEADER
@@ -105,20 +106,12 @@ class ResponseStore:
 
 
 @dataclass(slots=True)
-class _Output:
-    """One output item and the pieces its stream sends as deltas."""
-
-    item: dict[str, Any]
-    pieces: list[str]
-
-
-@dataclass(slots=True)
 class ResponseResult:
     """A created response: the answer behind it (for the app's stats) and the object."""
 
     answer: Answer
     response: dict[str, Any]
-    outputs: list[_Output]
+    outputs: list[Output]
     stream: bool
 
     def body(self) -> bytes:
@@ -126,7 +119,7 @@ class ResponseResult:
 
     def events(self) -> Events:
         """The SSE stream: events[:first] open it, each event up to tail is one paced step."""
-        return _events(self.response, self.outputs)
+        return response_events(self.response, self.outputs)
 
 
 class ResponsesAPI:
@@ -218,8 +211,8 @@ def _not_found(rid: str) -> BadRequest:
 # ------------------------------------------------------------------ the response object
 
 
-def _outputs(request: ResponsesRequest, choice: Choice, suffix: str) -> list[_Output]:
-    outputs: list[_Output] = []
+def _outputs(request: ResponsesRequest, choice: Choice, suffix: str) -> list[Output]:
+    outputs: list[Output] = []
     status = "incomplete" if choice.finish_reason == "length" else "completed"
     if request.reasoning is not None:
         summary = _summary(request, choice) if request.reasoning["summary"] else ""
@@ -231,7 +224,7 @@ def _outputs(request: ResponsesRequest, choice: Choice, suffix: str) -> list[_Ou
         if request.include_encrypted_reasoning:
             plain = summary or _summary(request, choice)
             item["encrypted_content"] = base64.b64encode(plain.encode()).decode()
-        outputs.append(_Output(item, tokenize(summary)))
+        outputs.append(Output(item, tokenize(summary)))
     if choice.tool_calls is not None:
         for k, (call_id, name, fragments) in enumerate(choice.tool_calls):
             item = {
@@ -242,7 +235,7 @@ def _outputs(request: ResponsesRequest, choice: Choice, suffix: str) -> list[_Ou
                 "name": name,
                 "arguments": "".join(fragments),
             }
-            outputs.append(_Output(item, fragments))
+            outputs.append(Output(item, fragments))
         return outputs
     text = choice.text
     top = request.logprobs
@@ -255,7 +248,7 @@ def _outputs(request: ResponsesRequest, choice: Choice, suffix: str) -> list[_Ou
         "status": status,
         "content": [part],
     }
-    outputs.append(_Output(item, choice.pieces))
+    outputs.append(Output(item, choice.pieces))
     return outputs
 
 
@@ -290,7 +283,7 @@ def _summary(request: ResponsesRequest, choice: Choice) -> str:
     )
 
 
-def _reasoning_tokens(request: ResponsesRequest, outputs: list[_Output], answer: Answer) -> int:
+def _reasoning_tokens(request: ResponsesRequest, outputs: list[Output], answer: Answer) -> int:
     if request.reasoning is None:
         return 0
     item = outputs[0].item
@@ -304,7 +297,7 @@ def _reasoning_tokens(request: ResponsesRequest, outputs: list[_Output], answer:
 def _response(
     request: ResponsesRequest,
     answer: Answer,
-    outputs: list[_Output],
+    outputs: list[Output],
     suffix: str,
     reasoning_tokens: int,
 ) -> dict[str, Any]:
@@ -351,7 +344,7 @@ def _response(
     }
 
 
-def _as_messages(outputs: list[_Output]) -> list[dict[str, Any]]:
+def _as_messages(outputs: list[Output]) -> list[dict[str, Any]]:
     """The output items as chat messages, for the stored conversation."""
     calls = [
         {
@@ -366,94 +359,6 @@ def _as_messages(outputs: list[_Output]) -> list[dict[str, Any]]:
         return [{"role": "assistant", "content": None, "tool_calls": calls}]
     text = "".join(o.item["content"][0]["text"] for o in outputs if o.item["type"] == "message")
     return [{"role": "assistant", "content": text}]
-
-
-# ------------------------------------------------------------------ the event stream
-
-
-def _events(response: dict[str, Any], outputs: list[_Output]) -> Events:
-    seq = itertools.count()
-    dumps = orjson.dumps
-
-    def event(kind: str, **fields: Any) -> bytes:
-        data = {"type": kind, "sequence_number": next(seq), **fields}
-        return b"event: " + kind.encode() + b"\ndata: " + dumps(data) + b"\n\n"
-
-    opening = {
-        **response,
-        "status": "in_progress",
-        "completed_at": None,
-        "incomplete_details": None,
-        "output": [],
-        "usage": None,
-    }
-    events = [
-        event("response.created", response=opening),
-        event("response.in_progress", response=opening),
-    ]
-    first = len(events)
-    for index, output in enumerate(outputs):
-        item, pieces = output.item, output.pieces
-        ids = {"item_id": item["id"], "output_index": index}
-        kind = item["type"]
-        if kind == "reasoning":
-            added = {k: v for k, v in item.items() if k != "encrypted_content"}
-            added["summary"] = []
-            events.append(event("response.output_item.added", output_index=index, item=added))
-            for s, summary in enumerate(item["summary"]):
-                part = {"type": "summary_text", "text": ""}
-                events.append(
-                    event(
-                        "response.reasoning_summary_part.added", **ids, summary_index=s, part=part
-                    )
-                )
-                events += [
-                    event("response.reasoning_summary_text.delta", **ids, summary_index=s, delta=p)
-                    for p in pieces
-                ]
-                text = summary["text"]
-                events.append(
-                    event("response.reasoning_summary_text.done", **ids, summary_index=s, text=text)
-                )
-                part = {"type": "summary_text", "text": text}
-                events.append(
-                    event("response.reasoning_summary_part.done", **ids, summary_index=s, part=part)
-                )
-        elif kind == "function_call":
-            added = {**item, "arguments": "", "status": "in_progress"}
-            events.append(event("response.output_item.added", output_index=index, item=added))
-            events += [
-                event("response.function_call_arguments.delta", **ids, delta=p) for p in pieces
-            ]
-            events.append(
-                event("response.function_call_arguments.done", **ids, arguments=item["arguments"])
-            )
-        else:
-            added = {**item, "status": "in_progress", "content": []}
-            events.append(event("response.output_item.added", output_index=index, item=added))
-            part = item["content"][0]
-            empty = {**part, "text": ""}
-            at = {**ids, "content_index": 0}
-            events.append(event("response.content_part.added", **at, part=empty))
-            logprobs = part["logprobs"]
-            events += [
-                event(
-                    "response.output_text.delta",
-                    **at,
-                    delta=p,
-                    logprobs=[logprobs[k]] if logprobs else [],
-                )
-                for k, p in enumerate(pieces)
-            ]
-            events.append(
-                event("response.output_text.done", **at, text=part["text"], logprobs=logprobs)
-            )
-            events.append(event("response.content_part.done", **at, part=part))
-        events.append(event("response.output_item.done", output_index=index, item=item))
-    tail = len(events)
-    done = "response.completed" if response["status"] == "completed" else "response.incomplete"
-    events.append(event(done, response=response))
-    return Events(events, first, tail)
 
 
 RESPONSES_PATH = "/v1/responses"

@@ -23,6 +23,15 @@ from chainkit.models.local._requests import (
     _opt_int,
     _opt_number,
 )
+from chainkit.models.local._responses_options import (
+    chat_tool,
+    invalid_value,
+    read_reasoning,
+    read_text,
+    read_tool_choice,
+    read_tools,
+    string,
+)
 
 __all__ = ["ResponsesRequest", "read_responses_request"]
 
@@ -42,10 +51,7 @@ _UNSUPPORTED = {
     "conversation": "the Conversations API",
     "prompt": "stored prompt templates",
 }
-_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-_SUMMARIES = ("auto", "concise", "detailed")
 _SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
-_REASONING_MODELS = ("o1", "o3", "o4", "gpt-5")
 _MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 _TEXT_PARTS = ("input_text", "output_text", "text", "summary_text")
 _SKIPPED_ITEMS = ("reasoning", "item_reference", "compaction")
@@ -110,7 +116,7 @@ def read_responses_request(
         raise _invalid_type("parallel_tool_calls", "a boolean", parallel)
     tier = body.get("service_tier") or "auto"
     if tier not in _SERVICE_TIERS:
-        raise _invalid_value("service_tier", tier, _SERVICE_TIERS)
+        raise invalid_value("service_tier", tier, _SERVICE_TIERS)
     previous_id = body.get("previous_response_id")
     if previous_id is not None and not isinstance(previous_id, str):
         raise _invalid_type("previous_response_id", "a string", previous_id)
@@ -118,10 +124,10 @@ def read_responses_request(
     turn = _input_messages(body.get("input"), previous is not None)
     history = [*(previous or []), *turn]
     _check_call_outputs(history)
-    tools = _tools(body.get("tools"))
-    tool_choice, chat_choice, allowed = _tool_choice(body.get("tool_choice"), tools)
-    text, response_format = _text(body.get("text"))
-    reasoning = _reasoning(body.get("reasoning"), model)
+    tools = read_tools(body.get("tools"))
+    tool_choice, chat_choice, allowed = read_tool_choice(body.get("tool_choice"), tools)
+    text, response_format = read_text(body.get("text"))
+    reasoning = read_reasoning(body.get("reasoning"), model)
     include = body.get("include") or []
     if not isinstance(include, list) or not all(isinstance(i, str) for i in include):
         raise _invalid_type("include", "an array of strings", include)
@@ -129,7 +135,7 @@ def read_responses_request(
     messages = [{"role": "system", "content": instructions}] if instructions else []
     chat: dict[str, Any] = {"model": model, "messages": [*messages, *history]}
     if tools and chat_choice != "none":
-        chat["tools"] = [_chat_tool(t) for t in tools if allowed is None or t["name"] in allowed]
+        chat["tools"] = [chat_tool(t) for t in tools if allowed is None or t["name"] in allowed]
         chat["tool_choice"] = chat_choice
     if response_format is not None:
         chat["response_format"] = response_format
@@ -137,12 +143,12 @@ def read_responses_request(
     chat.update({key: value for key, value in limits.items() if value is not None})
     echo = {
         "metadata": _metadata(body.get("metadata")),
-        "user": _opt_string(body, "user"),
-        "prompt_cache_key": _opt_string(body, "prompt_cache_key"),
+        "user": _optstring(body, "user"),
+        "prompt_cache_key": _optstring(body, "prompt_cache_key"),
         "truncation": body.get("truncation") or "disabled",
     }
     if echo["truncation"] not in ("auto", "disabled"):
-        raise _invalid_value("truncation", echo["truncation"], ("auto", "disabled"))
+        raise invalid_value("truncation", echo["truncation"], ("auto", "disabled"))
     return ResponsesRequest(
         model=model,
         chat=chat,
@@ -166,7 +172,7 @@ def read_responses_request(
     )
 
 
-def _opt_string(body: dict[str, Any], key: str) -> str | None:
+def _optstring(body: dict[str, Any], key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
         raise _invalid_type(key, "a string", value)
@@ -196,15 +202,6 @@ def _metadata(value: Any) -> dict[str, str]:
     return value
 
 
-def _invalid_value(param: str, value: Any, allowed: tuple[str, ...]) -> BadRequest:
-    names = ", ".join(f"'{a}'" for a in allowed)
-    return BadRequest(
-        f"Invalid value for '{param}': {value!r}. Supported values are: {names}.",
-        param=param,
-        code="invalid_value",
-    )
-
-
 # ------------------------------------------------------------------ input items
 
 
@@ -227,11 +224,11 @@ def _input_messages(value: Any, has_previous: bool) -> list[dict[str, Any]]:
             messages.append(_message(item, param))
         elif kind == "function_call":
             call = {
-                "id": _string(item, "call_id", param),
+                "id": string(item, "call_id", param),
                 "type": "function",
                 "function": {
-                    "name": _string(item, "name", param),
-                    "arguments": _string(item, "arguments", param),
+                    "name": string(item, "name", param),
+                    "arguments": string(item, "arguments", param),
                 },
             }
             last = messages[-1] if messages else None
@@ -246,7 +243,7 @@ def _input_messages(value: Any, has_previous: bool) -> list[dict[str, Any]]:
             messages.append(
                 {
                     "role": "tool",
-                    "tool_call_id": _string(item, "call_id", param),
+                    "tool_call_id": string(item, "call_id", param),
                     "content": output
                     if isinstance(output, str)
                     else _parts(output, f"{param}.output", "user"),
@@ -265,21 +262,12 @@ def _input_messages(value: Any, has_previous: bool) -> list[dict[str, Any]]:
     return messages
 
 
-def _string(item: dict[str, Any], key: str, param: str) -> str:
-    value = item.get(key)
-    if value is None:
-        raise _missing(f"{param}.{key}")
-    if not isinstance(value, str):
-        raise _invalid_type(f"{param}.{key}", "a string", value)
-    return value
-
-
 def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
     role = item.get("role")
     if role is None:
         raise _missing(f"{param}.role")
     if role not in _MESSAGE_ROLES:
-        raise _invalid_value(f"{param}.role", role, _MESSAGE_ROLES)
+        raise invalid_value(f"{param}.role", role, _MESSAGE_ROLES)
     content = item.get("content")
     if content is None:
         raise _missing(f"{param}.content")
@@ -299,9 +287,9 @@ def _parts(content: Any, param: str, role: str) -> list[dict[str, Any]]:
             raise _invalid_type(where, "an object", part)
         kind = part.get("type")
         if kind in _TEXT_PARTS:
-            parts.append({"type": "text", "text": _string(part, "text", where)})
+            parts.append({"type": "text", "text": string(part, "text", where)})
         elif kind == "refusal":
-            parts.append({"type": "text", "text": _string(part, "refusal", where)})
+            parts.append({"type": "text", "text": string(part, "refusal", where)})
         elif kind == "input_image" and role != "assistant":
             url = part.get("image_url") or part.get("file_id")
             if not isinstance(url, str):
@@ -320,7 +308,7 @@ def _parts(content: Any, param: str, role: str) -> list[dict[str, Any]]:
                 if role == "assistant"
                 else ("input_text", "input_image", "input_file", "input_audio")
             )
-            raise _invalid_value(f"{where}.type", kind, allowed)
+            raise invalid_value(f"{where}.type", kind, allowed)
     return parts
 
 
@@ -353,148 +341,3 @@ def _check_call_outputs(messages: list[dict[str, Any]]) -> None:
             param="input",
             code="invalid_value",
         )
-
-
-# ------------------------------------------------------------------ tools and formats
-
-
-def _tools(value: Any) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _invalid_type("tools", "an array", value)
-    tools = []
-    for i, tool in enumerate(value):
-        param = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            raise _invalid_type(param, "an object", tool)
-        if tool.get("type") != "function":
-            raise BadRequest(
-                f"The local model has no built-in tool {tool.get('type')!r}; only function "
-                "tools ({'type': 'function', 'name': ..., 'parameters': ...}) are supported.",
-                param=f"{param}.type",
-                code="invalid_value",
-            )
-        name = _string(tool, "name", param)
-        params = tool.get("parameters")
-        if params is not None and not isinstance(params, dict):
-            raise _invalid_type(f"{param}.parameters", "an object", params)
-        description = tool.get("description")
-        if description is not None and not isinstance(description, str):
-            raise _invalid_type(f"{param}.description", "a string", description)
-        strict = tool.get("strict")
-        tools.append(
-            {
-                "type": "function",
-                "name": name,
-                "description": description,
-                "parameters": params or {"type": "object", "properties": {}},
-                "strict": True if strict is None else bool(strict),
-            }
-        )
-    return tools
-
-
-def _chat_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    function = {"name": tool["name"], "parameters": tool["parameters"]}
-    if tool["description"]:
-        function["description"] = tool["description"]
-    return {"type": "function", "function": function}
-
-
-def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> tuple[Any, Any, set[str] | None]:
-    """(the tool_choice to echo, the chat tool_choice, the allowed tool names or None)."""
-    if value is None or value == "auto":
-        return "auto", "auto", None
-    if value in ("none", "required"):
-        return value, value, None
-    if not isinstance(value, dict):
-        raise _invalid_value("tool_choice", value, ("none", "auto", "required"))
-    kind = value.get("type")
-    names = {t["name"] for t in tools}
-    if kind == "function":
-        name = value.get("name")
-        if name not in names:
-            raise BadRequest(
-                f"Tool choice 'function' with name {name!r} not found in 'tools' parameter.",
-                param="tool_choice",
-                code="invalid_value",
-            )
-        return value, {"type": "function", "function": {"name": name}}, None
-    if kind == "allowed_tools":
-        allowed = value.get("tools")
-        if not isinstance(allowed, list) or not allowed:
-            raise _missing("tool_choice.tools")
-        keep = {t.get("name") for t in allowed if isinstance(t, dict)}
-        unknown = keep - names
-        if unknown:
-            raise BadRequest(
-                f"Allowed tool {sorted(map(str, unknown))[0]!r} not found in 'tools' parameter.",
-                param="tool_choice.tools",
-                code="invalid_value",
-            )
-        mode = value.get("mode", "auto")
-        if mode not in ("auto", "required"):
-            raise _invalid_value("tool_choice.mode", mode, ("auto", "required"))
-        return value, mode, {str(k) for k in keep}
-    raise BadRequest(
-        f"Invalid value: {kind!r}. The local model supports tool_choice 'none', 'auto', "
-        "'required', {'type': 'function', 'name': ...} and {'type': 'allowed_tools', ...}.",
-        param="tool_choice.type",
-        code="invalid_value",
-    )
-
-
-def _text(value: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(the text config to echo, the chat response_format)."""
-    if value is None:
-        return {"format": {"type": "text"}, "verbosity": "medium"}, None
-    if not isinstance(value, dict):
-        raise _invalid_type("text", "an object", value)
-    verbosity = value.get("verbosity") or "medium"
-    if verbosity not in ("low", "medium", "high"):
-        raise _invalid_value("text.verbosity", verbosity, ("low", "medium", "high"))
-    fmt = value.get("format") or {"type": "text"}
-    if not isinstance(fmt, dict):
-        raise _invalid_type("text.format", "an object", fmt)
-    kind = fmt.get("type")
-    echo = {"format": fmt, "verbosity": verbosity}
-    if kind == "text":
-        return echo, None
-    if kind == "json_object":
-        return echo, {"type": "json_object"}
-    if kind == "json_schema":
-        name = _string(fmt, "name", "text.format")
-        schema = fmt.get("schema")
-        if schema is None:
-            raise _missing("text.format.schema")
-        if not isinstance(schema, dict):
-            raise _invalid_type("text.format.schema", "an object", schema)
-        strict = fmt.get("strict")
-        echo["format"] = {
-            "type": "json_schema",
-            "name": name,
-            "schema": schema,
-            "description": fmt.get("description"),
-            "strict": bool(strict) if strict is not None else False,
-        }
-        return echo, {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
-    raise _invalid_value("text.format.type", kind, ("text", "json_object", "json_schema"))
-
-
-def _reasoning(value: Any, model: str) -> dict[str, Any] | None:
-    """The reasoning config when the model reasons: asked for, or a reasoning model's name."""
-    reasons_by_name = model.startswith(_REASONING_MODELS) and "chat" not in model
-    if value is None:
-        return {"effort": "medium", "summary": None} if reasons_by_name else None
-    if not isinstance(value, dict):
-        raise _invalid_type("reasoning", "an object", value)
-    effort = value.get("effort") or "medium"
-    if effort not in _EFFORTS:
-        raise _invalid_value("reasoning.effort", effort, _EFFORTS)
-    summary = value.get("summary", value.get("generate_summary"))
-    if summary is not None and summary not in _SUMMARIES:
-        raise _invalid_value("reasoning.summary", summary, _SUMMARIES)
-    if effort == "none":
-        return None
-    return {"effort": effort, "summary": summary}
