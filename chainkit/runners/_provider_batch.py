@@ -31,7 +31,7 @@ __all__ = [
     "ReplyLine",
 ]
 
-_SPOOL_BYTES = 8 * 1024 * 1024  # result files above this go to disk while they are read
+_SPOOL_BYTES = 1024 * 1024  # result files above 1 MB go to disk while they are read
 FINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
