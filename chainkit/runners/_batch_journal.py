@@ -60,23 +60,33 @@ def read_journal(path: Path) -> list[JournalEntry]:
             continue  # a line cut by a kill: its event did not complete
         if not isinstance(event, dict):
             continue
-        kind = event.get("event")
-        if kind == "uploaded":
-            entry = JournalEntry(
-                file_id=str(event["file"]),
-                requests=[(str(c), int(i)) for c, i in event.get("requests", [])],
-                provider=str(event.get("provider", "")),
-                uploaded_at=float(event.get("t", 0.0)),
-                extra={"base_url": event.get("base_url")},
-            )
-            entries[entry.file_id] = entry
-        elif kind == "created" and event.get("file") in entries:
-            entry = entries[event["file"]]
-            entry.batch_id = str(event["batch"])
-            by_batch[entry.batch_id] = entry
-        elif kind == "collected" and event.get("batch") in by_batch:
-            by_batch[event["batch"]].collected = True
+        try:
+            _apply(event, entries, by_batch)
+        except (KeyError, TypeError, ValueError):
+            continue  # not an event this module wrote: ignored, as a torn line is
     return list(entries.values())
+
+
+def _apply(
+    event: dict[str, Any], entries: dict[str, JournalEntry], by_batch: dict[str, JournalEntry]
+) -> None:
+    """Fold one journal event into the entries."""
+    kind = event.get("event")
+    if kind == "uploaded":
+        entry = JournalEntry(
+            file_id=str(event["file"]),
+            requests=[(str(c), int(i)) for c, i in event.get("requests", [])],
+            provider=str(event.get("provider", "")),
+            uploaded_at=float(event.get("t", 0.0)),
+            extra={"base_url": event.get("base_url")},
+        )
+        entries[entry.file_id] = entry
+    elif kind == "created" and event.get("file") in entries:
+        entry = entries[event["file"]]
+        entry.batch_id = str(event["batch"])
+        by_batch[entry.batch_id] = entry
+    elif kind == "collected" and event.get("batch") in by_batch:
+        by_batch[event["batch"]].collected = True
 
 
 class Journal:

@@ -177,8 +177,14 @@ class OpenAIBatches:
         return orjson.dumps(line) + b"\n"
 
     def read_line(self, line: bytes) -> ReplyLine:
-        data = orjson.loads(line)
-        custom_id = str(data.get("custom_id"))
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("custom_id"), str):
+            # its request is settled as having no result (and tried again)
+            return ReplyLine("", None, None, "invalid_result_line", "unreadable result line")
+        custom_id = str(data["custom_id"])
         response = data.get("response")
         error = data.get("error")
         if isinstance(response, dict):
@@ -187,7 +193,8 @@ class OpenAIBatches:
             body = body if isinstance(body, dict) else None
             if status == 200 and body is not None:
                 return ReplyLine(custom_id, 200, body)
-            detail = (body or {}).get("error") or {}
+            detail = (body or {}).get("error")
+            detail = detail if isinstance(detail, dict) else {}
             return ReplyLine(
                 custom_id,
                 int(status) if isinstance(status, int) else None,

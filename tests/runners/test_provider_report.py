@@ -6,14 +6,16 @@ import asyncio
 import re
 from pathlib import Path
 
+import orjson
 import pytest
 
 from chainkit.errors import ConfigError
 from chainkit.models.local import LocalModelServer, LocalModelSettings
 from chainkit.runners import Snapshot, run_batch
-from chainkit.runners._batch_journal import journal_path
+from chainkit.runners._batch_journal import journal_path, read_journal
 from chainkit.runners._prices import Price, estimate_cost, find_price
 from chainkit.runners._provider_backend import openai_batch_executor
+from chainkit.runners._provider_batch import OpenAIBatches
 from chainkit.runners._provider_executor import ProviderBatchSettings
 from chainkit.runners._provider_report import (
     ProviderBatchReport,
@@ -139,3 +141,33 @@ async def test_progress_shows_each_batch_status_and_counts(tmp_path: Path) -> No
     assert any(re.fullmatch(r"batches: 2 (validating|in_progress) \d/6", d) for d in sink.details)
     assert sink.details[-1] == "batches: 2 completed"
     assert "batches: 2 completed" in Snapshot(0, 6, 0, 0, 0, 0, 0, 1.0, sink.details[-1]).line()
+
+
+def test_a_damaged_journal_keeps_what_it_can_read(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl.batches"
+    good = [
+        {"event": "uploaded", "file": "file-1", "requests": [["0-1", 0], ["1-1", 1]]},
+        {"event": "created", "file": "file-1", "batch": "batch_1"},
+    ]
+    bad = [
+        b"[1, 2]",
+        b'{"event": "uploaded", "file": "file-2", "requests": [["x", "not a number"]]}',
+        b'{"event": "created", "file": ["unhashable"], "batch": "b"}',
+        b'{"event": "collected"}',
+        b'{"event": "uploaded", "file": "file-3", "requests": [["3-1"',  # torn by a kill
+    ]
+    path.write_bytes(b"\n".join([orjson.dumps(good[0]), *bad[:2], orjson.dumps(good[1]), *bad[2:]]))
+    entries = read_journal(path)
+    assert [(e.file_id, e.batch_id, e.requests, e.collected) for e in entries] == [
+        ("file-1", "batch_1", [("0-1", 0), ("1-1", 1)], False)
+    ]
+
+
+@pytest.mark.parametrize(
+    "line", [b"{not json", b"[]", b'{"custom_id": 7}', b'{"custom_id": "1-1", "response": 3}']
+)
+def test_an_unreadable_result_line_is_a_missing_result(line: bytes) -> None:
+    reply = OpenAIBatches(client=None).read_line(line)
+    assert reply.status is None
+    assert reply.body is None
+    assert reply.message
