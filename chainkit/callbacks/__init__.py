@@ -11,6 +11,8 @@
 - :class:`EventCapture`: the ``astream_events`` v2 event stream, for any call.
 - :class:`StreamPrinter`: chunks printed as they arrive (labelled lines when
   several streams run at once).
+- :class:`OTelCapture`: runs as OpenTelemetry spans (GenAI conventions) and
+  GenAI client metrics, live (the ``otel`` extra).
 - :func:`capture`: attach capture to every call in a ``with`` block.
 - :func:`record_events`: tee an ``astream_events`` iterator into a trace.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from chainkit.callbacks._context import CaptureBlock, capture
 from chainkit.callbacks._event_capture import EventCapture
+from chainkit.callbacks._otel import OTelCapture
 from chainkit.callbacks._printer import LabelInfo, StreamPrinter
 from chainkit.callbacks._record import EventRecorder, record_events
 from chainkit.callbacks._stream_capture import StreamCapture
@@ -31,6 +34,7 @@ __all__ = [
     "EventCapture",
     "EventRecorder",
     "LabelInfo",
+    "OTelCapture",
     "StreamCapture",
     "StreamPrinter",
     "capture",
