@@ -41,7 +41,7 @@ from chainkit.runners._output import (
 )
 from chainkit.runners._prepare import PreparedChain
 from chainkit.runners._progress import NullProgress, ProgressSink, Snapshot, make_progress
-from chainkit.runners._records import ResultRecord, ResultsHeader, error_record
+from chainkit.runners._records import ResultRecord, ResultsHeader, error_record, sanitized
 from chainkit.runners._report import BatchReport
 from chainkit.trace import register_env_secrets
 
@@ -250,6 +250,7 @@ class Recorder:
 
     async def _place(self, seq: int, record: ResultRecord) -> None:
         """Write in completion order, or in input order through the reorder buffer."""
+        record = sanitized(record)  # whichever backend made it: no secret, plain JSON
         if self.options.ordered:
             self._buffer[seq] = record
         async with self._emit_lock:

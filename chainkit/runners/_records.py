@@ -9,6 +9,7 @@ messages through :func:`chainkit.errors.redact`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +36,7 @@ __all__ = [
     "error_record",
     "ok_record",
     "output_json",
+    "sanitized",
     "to_jsonable",
 ]
 
@@ -129,6 +131,22 @@ def output_json(value: Any) -> Any:
     return trace_jsonable(value, RESULT_MAX_CHARS)
 
 
+def sanitized(record: ResultRecord) -> ResultRecord:
+    """``record`` as a results file may hold it, whatever backend made it: input and output
+    through :func:`output_json`, the error message through :func:`~chainkit.errors.redact`
+    (what a backend already converted passes unchanged)."""
+    error = record.error
+    if error is not None:
+        error = dataclasses.replace(error, message=redact(error.message))
+    return record.model_copy(
+        update={
+            "input": output_json(record.input),
+            "output": output_json(record.output),
+            "error": error,
+        }
+    )
+
+
 def ok_record(
     item: InputItem,
     output: Any,
@@ -139,12 +157,13 @@ def ok_record(
     usage: Usage | None = None,
     ttft: float | None = None,
 ) -> ResultRecord:
-    """The record of an item that succeeded (``t0``: ``time.monotonic()`` at its start)."""
+    """The record of an item that succeeded (``t0``: ``time.monotonic()`` at its start); the
+    output is JSON already (so that it travels, e.g. from a Ray worker)."""
     return ResultRecord(
         index=item.index,
         id=item.id,
         line=item.line,
-        input=output_json(item.value),
+        input=item.value,
         output=output_json(output),
         attempts=attempts,
         started=started,
@@ -165,7 +184,7 @@ def error_record(
         index=item.index,
         id=item.id,
         line=item.line,
-        input=output_json(item.value),
+        input=item.value,
         error=ErrorInfo(type=kind, message=redact(message), status=status, attempts=attempts),
         attempts=attempts,
         started=started,
