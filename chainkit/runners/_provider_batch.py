@@ -23,14 +23,17 @@ from chainkit.runners._prices import Price
 
 __all__ = [
     "FINAL_STATUSES",
+    "TRANSIENT_STATUSES",
     "BatchProvider",
     "BatchRequestError",
     "BatchState",
     "OpenAIBatches",
     "ProviderBatchSettings",
     "ReplyLine",
+    "request_error",
 ]
 
+TRANSIENT_STATUSES = frozenset({408, 409, 429})  # and every 5xx: worth another batch
 _SPOOL_BYTES = 1024 * 1024  # result files above 1 MB go to disk while they are read
 FINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 
@@ -264,4 +267,40 @@ def _state(batch: Any) -> BatchState:
             for e in errors
         ),
         input_file_id=batch.input_file_id,
+    )
+
+
+def request_error(state: BatchState, reply: ReplyLine | None) -> BatchRequestError:
+    """Why a request has no answer, and whether it is worth another batch."""
+    if reply is not None and reply.status is not None:
+        transient = reply.status in TRANSIENT_STATUSES or reply.status >= 500
+        return BatchRequestError(
+            state.id,
+            f"the request failed with HTTP {reply.status}: {reply.message}",
+            status=reply.status,
+            code=reply.code,
+            transient=transient,
+        )
+    if reply is not None:
+        transient = reply.code != "batch_cancelled"
+        return BatchRequestError(state.id, str(reply.message), code=reply.code, transient=transient)
+    if state.status == "failed":
+        detail = "; ".join(state.errors[:3]) or "no reason given"
+        return BatchRequestError(
+            state.id, f"the batch failed validation: {detail}", code="batch_failed"
+        )
+    if state.status == "lost":
+        return BatchRequestError(
+            state.id,
+            "the provider no longer knows this batch (it answered 404)",
+            code="batch_not_found",
+            transient=True,
+        )
+    if state.status == "cancelled":
+        return BatchRequestError(state.id, "the batch was cancelled", code="batch_cancelled")
+    return BatchRequestError(
+        state.id,
+        f"the batch ended {state.status} without a result for this request",
+        code=f"batch_{state.status}",
+        transient=True,
     )

@@ -32,11 +32,13 @@ from chainkit.runners._batch_journal import Journal, JournalEntry, read_journal
 from chainkit.runners._batch_requests import ModelStep
 from chainkit.runners._inputs import InputItem
 from chainkit.runners._provider_batch import (
+    TRANSIENT_STATUSES,
     BatchProvider,
     BatchRequestError,
     BatchState,
     ProviderBatchSettings,
     ReplyLine,
+    request_error,
 )
 from chainkit.runners._provider_report import ProviderBatchReport
 from chainkit.runners._records import ErrorInfo, ResultRecord, Usage, to_jsonable
@@ -48,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Deliver = Callable[[ResultRecord], Awaitable[bool]]
-_TRANSIENT_STATUSES = frozenset({408, 409, 429})
 
 
 class ProviderUnavailableError(ChainkitRunError):
@@ -88,7 +89,7 @@ def _transient_sdk_error(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
         return True
     status = getattr(exc, "status_code", None)
-    return isinstance(status, int) and (status in _TRANSIENT_STATUSES or status >= 500)
+    return isinstance(status, int) and (status in TRANSIENT_STATUSES or status >= 500)
 
 
 def _not_found(exc: BaseException) -> bool:
@@ -404,7 +405,7 @@ class ProviderBatchExecutor:
         if reply is not None and reply.status == 200 and reply.body is not None:
             await self._record_reply(held, reply.body)
             return
-        error = _request_error(state, reply)
+        error = request_error(state, reply)
         if error.transient and held.attempts < self.attempts:
             self.resubmitted += 1
             await self._add(held.item, held.attempts + 1, held)
@@ -472,39 +473,3 @@ def _bind(call: Callable[[str], Awaitable[T]], value: str) -> Callable[[], Await
 def _attempt_of(custom_id: str) -> int:
     _, _, attempt = custom_id.rpartition("-")
     return int(attempt) if attempt.isdigit() else 1
-
-
-def _request_error(state: BatchState, reply: ReplyLine | None) -> BatchRequestError:
-    """Why a request has no answer, and whether it is worth another batch."""
-    if reply is not None and reply.status is not None:
-        transient = reply.status in _TRANSIENT_STATUSES or reply.status >= 500
-        return BatchRequestError(
-            state.id,
-            f"the request failed with HTTP {reply.status}: {reply.message}",
-            status=reply.status,
-            code=reply.code,
-            transient=transient,
-        )
-    if reply is not None:
-        transient = reply.code != "batch_cancelled"
-        return BatchRequestError(state.id, str(reply.message), code=reply.code, transient=transient)
-    if state.status == "failed":
-        detail = "; ".join(state.errors[:3]) or "no reason given"
-        return BatchRequestError(
-            state.id, f"the batch failed validation: {detail}", code="batch_failed"
-        )
-    if state.status == "lost":
-        return BatchRequestError(
-            state.id,
-            "the provider no longer knows this batch (it answered 404)",
-            code="batch_not_found",
-            transient=True,
-        )
-    if state.status == "cancelled":
-        return BatchRequestError(state.id, "the batch was cancelled", code="batch_cancelled")
-    return BatchRequestError(
-        state.id,
-        f"the batch ended {state.status} without a result for this request",
-        code=f"batch_{state.status}",
-        transient=True,
-    )
