@@ -14,6 +14,8 @@ from typing import Any
 from locust import HttpUser, between, task
 
 DISCONNECT_RATE = float(os.environ.get("DISCONNECT_RATE", "0.05"))
+# OpenAI stores every response by default (store=true) for later retrieval; STORE=0 asks not to
+STORE = os.environ.get("STORE", "1") != "0"
 TOPICS = ["the sea", "a lighthouse", "goldfish", "winter", "a library", "trains", "tea"]
 
 
@@ -90,6 +92,7 @@ class LocalServeUser(HttpUser):
             "input": f"Write a haiku about {_topic()}.",
             "max_output_tokens": 48,
             "stream": True,
+            "store": STORE,
         }
         _read_stream(self, "/v1/responses", body, "responses stream")
 
