@@ -55,11 +55,13 @@ __all__ = [
     "MissingPackageError",
     "MissingVariableError",
     "ModelUnavailableError",
+    "OutputExistsError",
     "RecordedError",
     "ReplayExhaustedError",
     "ResumeMismatchError",
     "SpecError",
     "TraceError",
+    "TraceNotFoundError",
     "UnknownChainError",
     "UnknownProviderError",
     "UnknownRunError",
@@ -278,6 +280,24 @@ class SpecError(UserError):
         super().__init__(f"invalid chain spec {path}: {problem}")
 
 
+class OutputExistsError(ConfigError):
+    """A batch's result file ``path`` exists and neither resume nor overwrite was asked.
+
+    The message gives the Python fix; the CLI phrases it with ``--resume`` / ``--overwrite``.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"output file {path} already exists; pass resume=True to continue it, "
+            "overwrite=True to start over, or choose another file"
+        )
+
+    @property
+    def problem(self) -> str:
+        return f"output file {self.path} already exists"
+
+
 class InputError(UserError):
     """An input (a JSONL line, a -i option, a request body) is malformed."""
 
@@ -347,3 +367,12 @@ def _rebuild_recorded(
 
 class ReplayExhaustedError(ChainkitRunError):
     """A replay model was called more often than its trace has model runs for."""
+
+
+class TraceNotFoundError(UserError):
+    """No trace file at ``path`` (or a directory there): a misuse, exit code 2 at the CLI."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"trace file {path} {problem}; pass the file a --trace option wrote")

@@ -70,11 +70,13 @@ SAMPLES: dict[str, errors.ChainkitError] = {
     ),
     "SpecError": errors.SpecError("chains/bad.toml", "not valid TOML"),
     "InputError": errors.InputError("line 4: not JSON"),
+    "OutputExistsError": errors.OutputExistsError("facts.jsonl"),
     "ResumeMismatchError": errors.ResumeMismatchError("made by chain 'fact'"),
     "ChainNotPortableError": errors.ChainNotPortableError("a lambda does not pickle"),
     "ModelUnavailableError": errors.ModelUnavailableError("http://127.0.0.1:9/v1", "refused"),
     "LocalServerError": errors.LocalServerError("did not start"),
     "TraceError": errors.TraceError("trace.jsonl: line 3 is not JSON"),
+    "TraceNotFoundError": errors.TraceNotFoundError("trace.jsonl", "does not exist"),
     "RecordedError": errors.RecordedError("recorded"),
     "ReplayExhaustedError": errors.ReplayExhaustedError("no recording left"),
 }

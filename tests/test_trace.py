@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from pydantic import SecretStr
 
 import chainkit.trace
-from chainkit.errors import TraceError, register_secret
+from chainkit.errors import TraceError, UserError, register_secret
 from chainkit.trace import (
     SCHEMA_VERSION,
     Chunk,
@@ -198,9 +198,12 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         Trace.load(path)
 
 
-def test_missing_file_is_a_trace_error(tmp_path: Path) -> None:
-    with pytest.raises(TraceError, match="cannot read trace file"):
+def test_a_missing_file_is_a_misuse(tmp_path: Path) -> None:
+    # a UserError: the CLI exits 2, as for a missing batch input
+    with pytest.raises(UserError, match=r"nope\.jsonl does not exist"):
         Trace.load(tmp_path / "nope.jsonl")
+    with pytest.raises(UserError, match="is a directory"):
+        Trace.load(tmp_path)
 
 
 def test_inputs_and_outputs_are_truncated(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from chainkit.errors import (
     MissingPackageError,
     MissingVariableError,
     ModelUnavailableError,
+    OutputExistsError,
     UnknownChainError,
     UnknownProviderError,
     UnknownRunError,
@@ -27,6 +28,12 @@ from chainkit.errors import (
 
 log = logging.getLogger("chainkit")
 
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 the work failed (a model error, failed items, a server that "
+    "stopped); 2 misuse (a bad option or value, a missing or unreadable input, spec or "
+    "trace file, a port in use); 130 interrupted."
+)
+
 app = typer.Typer(
     name="chainkit",
     help="Compose LangChain chains, capture their streams, run them over many inputs.",
@@ -34,6 +41,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_CODES,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -131,6 +139,11 @@ def _user_fix(exc: UserError) -> str:
         return f"{exc}; set {exc.env_var} in the environment{_OFFLINE}"
     if isinstance(exc, UnknownProviderError):
         return f"{exc}; use --model local or --model PROVIDER:MODEL (e.g. openai:gpt-4o-mini)"
+    if isinstance(exc, OutputExistsError):
+        return (
+            f"{exc.problem}; add --resume to continue it, --overwrite to start over, "
+            "or choose another --output"
+        )
     if isinstance(exc, MissingPackageError):
         return f"{exc}; pip install {exc.package}"
     if isinstance(exc, UnprotectedBindError):
@@ -164,10 +177,31 @@ def _upstream_line(failure: UpstreamFailure) -> str:
     return f"the model call failed ({kind}): {failure.detail}"
 
 
+def _plain_flags(command: object) -> None:
+    """On/off flags show no value type in ``--help`` (typer prints ``<bool>``)."""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    make_help_option = getattr(command, "get_help_option", None)
+    if callable(make_help_option):  # --help is made per context, not in params
+
+        def plain_help_option(ctx: click.Context) -> object:
+            option = make_help_option(ctx)
+            if option is not None:
+                option.metavar = ""
+            return option
+
+        setattr(command, "get_help_option", plain_help_option)  # noqa: B010
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
+
+
 def run(argv: list[str]) -> int:
     """Run the CLI on ``argv`` and return the exit code (never raises)."""
     try:
-        result = app(args=argv, prog_name="chainkit", standalone_mode=False)
+        command = typer.main.get_command(app)
+        _plain_flags(command)
+        result = command.main(args=argv, prog_name="chainkit", standalone_mode=False)
     except click.exceptions.Abort:
         typer.echo("chainkit: interrupted", err=True)
         return 130

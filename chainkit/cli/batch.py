@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -102,7 +103,7 @@ def batch(
     backend: Annotated[
         BackendChoice,
         typer.Option(
-            help="Where items run: this process, a Ray cluster (pip install 'chainkit[ray]'), "
+            help="Where items run: this process, a Ray cluster (pip install 'chainkit\\[ray]'), "
             "or the provider's Batch API (openai-batch: half the price, results within 24 h)."
         ),
     ] = BackendChoice.local,
@@ -205,13 +206,16 @@ def batch(
         workers=workers,
         provider=provider,
     )
+    hints = logging.getLogger("chainkit.runners._recorder")
+    hints.addFilter(_drop_resume_hint)  # Ctrl-C: the one line below says how to resume
     try:
         report = asyncio.run(run_batch(runnable, input_path, options=options))
     except KeyboardInterrupt:
-        if provider is None:
-            raise
-        typer.echo(_still_running(output), err=True)
+        line = _still_running(output) if provider is not None else _interrupted(output)
+        typer.echo(line, err=True)
         raise typer.Exit(130) from None
+    finally:
+        hints.removeFilter(_drop_resume_hint)
     if json_report:
         typer.echo(json.dumps(report.to_dict(), default=str))
     else:
@@ -225,6 +229,18 @@ def batch(
             )
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _drop_resume_hint(record: logging.LogRecord) -> bool:
+    return not getattr(record, "resume_hint", False)
+
+
+def _interrupted(output: Path) -> str:
+    """The one line Ctrl-C prints: where the finished items are, and how to go on."""
+    return (
+        f"chainkit: interrupted; finished items are in {output}: run the same command "
+        "with --resume to do the rest"
+    )
 
 
 def _still_running(output: Path) -> str:

@@ -166,7 +166,7 @@ async def drain_tasks(tasks: set[asyncio.Task[None]], grace: float, what: str) -
         return
     try:
         if grace > 0:
-            log.warning(
+            log.info(
                 "stopping: no new inputs; waiting up to %.1f s for %d %s in flight",
                 grace,
                 len(pending),

@@ -46,10 +46,7 @@ def known_total(inputs: Any) -> int | None:
     """The number of inputs when it is cheap to know (a sized collection or a file)."""
     if isinstance(inputs, str | os.PathLike):
         path = Path(inputs)
-        if not path.is_file():
-            raise InputError(
-                f"input file {path} does not exist; pass a JSONL file, one object a line"
-            )
+        check_input_file(path)
         return count_lines(path)
     if hasattr(inputs, "__len__"):
         try:
@@ -57,6 +54,19 @@ def known_total(inputs: Any) -> int | None:
         except TypeError:
             return None
     return None
+
+
+def check_input_file(path: Path) -> None:
+    """Raise :class:`InputError` naming ``path`` unless it is a readable file."""
+    if path.is_dir():
+        problem = "is a directory"
+    elif not path.exists():
+        problem = "does not exist"
+    elif not path.is_file():
+        problem = "is not a regular file"
+    else:
+        return
+    raise InputError(f"input file {path} {problem}; pass a JSONL file, one object a line")
 
 
 def count_lines(path: Path) -> int:
@@ -93,8 +103,7 @@ async def iterate_inputs(inputs: Any) -> AsyncIterator[InputItem]:
 
 
 def _read_jsonl(path: Path) -> Iterable[InputItem]:
-    if not path.is_file():
-        raise InputError(f"input file {path} does not exist; pass a JSONL file, one object a line")
+    check_input_file(path)
     index = 0
     with path.open("rb") as handle:
         for line_no, raw in enumerate(handle, start=1):

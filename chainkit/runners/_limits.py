@@ -28,7 +28,8 @@ import collections
 import contextlib
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 __all__ = ["AdaptiveConcurrency", "RateBucket", "RateLimits"]
 
@@ -76,13 +77,42 @@ class RateBucket:
         self._level = min(self.capacity, self._level - delta)
 
 
+class WaitClock:
+    """Wall time during which at least one call of a batch was held back.
+
+    Overlapping waits count once, so sixteen items that sit out the same
+    second add one second, not sixteen (``BatchReport.rate_limit_wait``).
+    """
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._waiting = 0
+        self._since = 0.0
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        if self._waiting == 0:
+            self._since = time.monotonic()
+        self._waiting += 1
+        try:
+            yield
+        finally:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self.total += time.monotonic() - self._since
+
+
 @dataclass
 class RateLimits:
-    """The ``rpm`` and ``tpm`` buckets of one batch (either may be absent)."""
+    """The ``rpm`` and ``tpm`` buckets of one batch (either may be absent).
+
+    ``waited`` sums every call's wait; ``clock`` counts the wall time waited.
+    """
 
     requests: RateBucket | None = None
     tokens: RateBucket | None = None
     waited: float = 0.0
+    clock: WaitClock = field(default_factory=WaitClock)
 
     @classmethod
     def create(cls, rpm: float | None, tpm: float | None) -> RateLimits:
@@ -98,10 +128,11 @@ class RateLimits:
     async def acquire(self, tokens: float) -> float:
         """Take one request and ``tokens`` tokens; return the seconds waited."""
         waited = 0.0
-        if self.requests is not None:
-            waited += await self.requests.acquire(1.0)
-        if self.tokens is not None:
-            waited += await self.tokens.acquire(tokens)
+        with self.clock.waiting():
+            if self.requests is not None:
+                waited += await self.requests.acquire(1.0)
+            if self.tokens is not None:
+                waited += await self.tokens.acquire(tokens)
         self.waited += waited
         return waited
 
@@ -118,8 +149,14 @@ class AdaptiveConcurrency:
     """
 
     def __init__(
-        self, limit: int | None, *, min_cooldown: float = 0.05, decrease_interval: float = 1.0
+        self,
+        limit: int | None,
+        *,
+        min_cooldown: float = 0.05,
+        decrease_interval: float = 1.0,
+        clock: WaitClock | None = None,
     ) -> None:
+        self.clock = clock if clock is not None else WaitClock()
         self.ceiling = limit
         self.limit = float(limit) if limit is not None else math.inf
         self.in_flight = 0
@@ -165,7 +202,8 @@ class AdaptiveConcurrency:
         waited = 0.0
         try:
             while (delay := self.cooldown_until - time.monotonic()) > 0:
-                await asyncio.sleep(delay)
+                with self.clock.waiting():
+                    await asyncio.sleep(delay)
                 waited += delay
         except BaseException:
             self.release()

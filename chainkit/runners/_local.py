@@ -103,7 +103,7 @@ class LocalExecutor:
         )
         unbounded = self.strategy == "gather"
         self.concurrency = concurrency or AdaptiveConcurrency(
-            None if unbounded else self.max_concurrency
+            None if unbounded else self.max_concurrency, clock=self.limits.clock
         )
         self._running = running or asyncio.Semaphore(self.max_concurrency)
         self.callbacks = list(options.callbacks or [])
@@ -156,7 +156,8 @@ class LocalExecutor:
         report.max_concurrency = concurrency.ceiling
         report.max_in_flight = concurrency.max_in_flight
         report.rate_limited = concurrency.rate_limited
-        report.rate_limit_wait = self.limits.waited + concurrency.cooldown_waited
+        clocks = {id(c): c for c in (self.limits.clock, concurrency.clock)}.values()
+        report.rate_limit_wait = sum(clock.total for clock in clocks)  # wall time, not summed
         limit = concurrency.min_limit
         report.min_concurrency = None if limit == float("inf") else max(1, int(limit))
 

@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from chainkit import __version__
-from chainkit.errors import ConfigError, MissingVariableError, ResumeMismatchError
+from chainkit.errors import (
+    ConfigError,
+    MissingVariableError,
+    OutputExistsError,
+    ResumeMismatchError,
+)
 from chainkit.runners._executor import Executor, Stopper
 from chainkit.runners._guard import ResultsLock, refuse_input_as_output
 from chainkit.runners._inputs import InputItem, iterate_inputs, known_total
@@ -153,7 +158,8 @@ class Recorder:
             self._lock.release()
         self.progress.close(self._snapshot())
         if self.report.cancelled:
-            log.warning("%s", self.resume_hint())
+            # the CLI drops this record (``resume_hint``) and prints its own line
+            log.warning("%s", self.resume_hint(), extra={"resume_hint": True})
 
     def resume_hint(self) -> str:
         done = f"{self.report.done} done, {self.report.skipped} done before"
@@ -161,7 +167,7 @@ class Recorder:
             return f"batch interrupted ({done}); pass output=... to be able to resume"
         return (
             f"batch interrupted ({done}); finished items are in {self.output}: run it again "
-            f"with resume=True (chainkit batch ... --output {self.output} --resume) to do the rest"
+            f"with resume=True and the same output to do the rest"
         )
 
     async def _tick(self) -> None:
@@ -292,6 +298,10 @@ class Recorder:
         path = self.output
         if path is None:
             return
+        if path.is_dir():
+            raise ConfigError(
+                f"output {path} is a directory; pass a file in it, e.g. {path / 'results.jsonl'}"
+            )
         refuse_input_as_output(path, self.inputs)
         lock = self._lock = ResultsLock(path)
         lock.acquire()  # one writer at a time, across processes
@@ -305,11 +315,7 @@ class Recorder:
         exists = path.exists() and path.stat().st_size > 0
         if exists and not self.options.resume:
             if not self.options.overwrite:
-                raise ConfigError(
-                    f"output file {path} already exists; pass resume=True (--resume) to "
-                    "continue it, overwrite=True (--overwrite) to start over, or choose "
-                    "another file"
-                )
+                raise OutputExistsError(str(path))
             lock.truncate()
             exists = False
         identity = self.chain.identity

@@ -179,15 +179,7 @@ class BatchReport:
         )
         rows.append(("attempts", f"{self.attempts} ({self.retries} retries)"))
         if self.rate_limited or self.rate_limit_wait:
-            rows.append(
-                (
-                    "rate limits",
-                    (
-                        f"{self.rate_limited} x 429, {self.rate_limit_wait:.2f} s waited; "
-                        f"concurrency went down to {self.min_concurrency}"
-                    ),
-                )
-            )
+            rows.append(("rate limits", self._rate_limit_text()))
         if self.errors_by_type:
             rows.append(
                 ("errors", ", ".join(f"{k}: {v}" for k, v in self.errors_by_type.most_common()))
@@ -195,6 +187,15 @@ class BatchReport:
         if self.output:
             rows.append(("output", self.output))
         return rows
+
+    def _rate_limit_text(self) -> str:
+        """429s, wall time held back, and how far concurrency went down (only when it did)."""
+        parts = [f"{self.rate_limited} x 429"] if self.rate_limited else []
+        parts.append(f"{self.rate_limit_wait:.2f} s waited")
+        lowest, ceiling = self.min_concurrency, self.max_concurrency
+        if lowest is not None and ceiling is not None and lowest < ceiling:
+            parts.append(f"concurrency went down from {ceiling} to {lowest}")
+        return "; ".join(parts)
 
     def _counts(self) -> str:
         total = f" of {self.total}" if self.total is not None else ""

@@ -17,7 +17,7 @@ from uuid import UUID
 import orjson
 from pydantic import ValidationError
 
-from chainkit.errors import TraceError, redact
+from chainkit.errors import TraceError, TraceNotFoundError, redact
 from chainkit.trace._records import (
     SCHEMA_VERSION,
     Chunk,
@@ -558,6 +558,9 @@ class Trace:
     def load(cls, path: str | os.PathLike[str], *, max_chars: int = DEFAULT_MAX_CHARS) -> Trace:
         """Read a JSON Lines trace. A partial last line (a crash mid-write) is skipped."""
         source = Path(path)
+        if source.is_dir() or not source.exists():
+            where = "is a directory" if source.is_dir() else "does not exist"
+            raise TraceNotFoundError(str(source), where)
         try:
             data = source.read_bytes()
         except OSError as exc:

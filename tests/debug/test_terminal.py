@@ -175,8 +175,8 @@ def test_cli_show_misuse(small_file: Path, capsys: pytest.CaptureFixture[str]) -
     assert err.count("\n") == 1
     assert "no run 'nope'" in err
     assert err.rstrip().endswith("`chainkit trace show FILE` lists the runs")  # the CLI's advice
-    assert main(["trace", "show", str(small_file.with_name("missing.jsonl"))]) == 1
-    assert "cannot read trace file" in capsys.readouterr().err
+    assert main(["trace", "show", str(small_file.with_name("missing.jsonl"))]) == 2
+    assert "missing.jsonl does not exist" in capsys.readouterr().err
 
 
 def test_cli_stats_json(small_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -112,9 +112,9 @@ def test_context_manager_and_fixed_port() -> None:
 
 
 def test_port_in_use_is_a_clear_error() -> None:
-    from chainkit.errors import LocalServerError
+    from chainkit.errors import ConfigError
 
-    with local_model_server() as server, pytest.raises(LocalServerError, match="cannot listen"):
+    with local_model_server() as server, pytest.raises(ConfigError, match="cannot listen"):
         LocalModelServer(port=server.port).start()
 
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from chainkit._bridge import LoopThread
-from chainkit.errors import LocalServerError
+from chainkit.errors import ConfigError, LocalServerError
 from chainkit.models.local._app import check_bind, create_app
 from chainkit.models.local._scripted import ReplyFunction, Scripted, as_scripted
 from chainkit.models.local._serving import MODEL
@@ -99,7 +99,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise LocalServerError(
+        raise ConfigError(  # a misuse, like the service's (exit code 2)
             f"the local model cannot listen on {host}:{port}: {exc.strerror or exc}; "
             f"pick another port (0 picks a free one)"
         ) from None
