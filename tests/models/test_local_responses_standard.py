@@ -9,7 +9,7 @@ Two adjustments, both outside the model under test:
 
 - The suite downloads its sample PNG and PDF from the internet (``httpx.get``); tests
   may only use loopback, so the suite's module gets an ``httpx.get`` that returns a
-  small valid PNG or PDF (``tests.models._served``). The model still receives them.
+  small valid PNG or PDF (``tests.models._standard``). The model still receives them.
 - Two notices LangChain itself gives about the suite's own inputs are allowed (with
   warnings as errors the notice alone would fail the test): a pydantic v1 schema
   falls back to function calling, and a PDF block without a filename gets a
@@ -22,7 +22,6 @@ Audio inputs stay off: ``ChatOpenAI`` drops audio blocks from Responses API inpu
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -32,10 +31,10 @@ from langchain_tests.integration_tests import (
     ChatModelIntegrationTests,
     EmbeddingsIntegrationTests,
 )
-from langchain_tests.integration_tests import chat_models as chat_suite
 
 from chainkit.models import HttpPool, load_model
-from tests.models._served import local_model_process, offline_get
+from tests.models._served import local_model_process
+from tests.models._standard import LocalModelChatFeatures
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Received a Pydantic BaseModel V1 schema:UserWarning"),
@@ -54,11 +53,7 @@ def _local_model_process() -> Iterator[str]:
     _SERVER.clear()
 
 
-class TestResponsesAPIStandard(ChatModelIntegrationTests):
-    @pytest.fixture(autouse=True)
-    def _samples_offline(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(chat_suite, "httpx", SimpleNamespace(get=offline_get))
-
+class TestResponsesAPIStandard(LocalModelChatFeatures, ChatModelIntegrationTests):
     @pytest.fixture
     def model(self, request: Any) -> BaseChatModel:
         """ChatOpenAI made as chainkit makes it (an async client per event loop)."""
@@ -78,30 +73,6 @@ class TestResponsesAPIStandard(ChatModelIntegrationTests):
             "api_key": "chainkit-local",
             "use_responses_api": True,
         }
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_urls(self) -> bool:
-        return True
-
-    @property
-    def supports_pdf_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_tool_message(self) -> bool:
-        return True
-
-    @property
-    def supports_pdf_tool_message(self) -> bool:
-        return True
 
     @property
     def model_override_value(self) -> str:

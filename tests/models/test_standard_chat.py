@@ -6,25 +6,23 @@ The feature flags say what the local model really does: tools (also forced), str
 output (all methods), JSON mode, image, PDF and audio inputs, images and PDFs in tool
 messages, usage (also streamed), and the model name echoed. The suite downloads its
 sample PNG and PDF from the internet; tests may only use loopback, so its module gets the
-offline ``httpx.get`` of ``tests.models._served`` (a small valid PNG or PDF), and a
-small WAV made here for the audio test.
+offline ``httpx.get`` of ``tests.models._standard`` (a small valid PNG, PDF or
+WAV), with the flags both APIs share (``LocalModelChatFeatures``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
-from langchain_tests.integration_tests import chat_models as chat_suite
 
 from chainkit.models import load_model
-from chainkit.models.local._chat_options import wav_bytes
-from tests.models._served import local_model_process, offline_get
+from tests.models._served import local_model_process
+from tests.models._standard import LocalModelChatFeatures
 
 pytestmark = [
     # upstream: langchain-openai model_dump()s the SDK's parsed stream snapshots and pydantic
@@ -45,18 +43,7 @@ def _local_model_process() -> Iterator[str]:
     _SERVER.clear()
 
 
-def _offline_sample(url: str, **kwargs: Any) -> SimpleNamespace:
-    if url.endswith(".wav"):
-        return SimpleNamespace(content=wav_bytes("a bird calls in the morning"))
-    return offline_get(url, **kwargs)
-
-
-class TestChatCompletionsStandard(ChatModelIntegrationTests):
-    @pytest.fixture(autouse=True)
-    def _samples_offline(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(chat_suite, "httpx", SimpleNamespace(get=_offline_sample))
-        monkeypatch.setenv("LANGCHAIN_TESTS_USER_AGENT", "chainkit-tests (offline)")
-
+class TestChatCompletionsStandard(LocalModelChatFeatures, ChatModelIntegrationTests):
     @pytest.fixture
     def model(self, request: Any) -> BaseChatModel:
         """ChatOpenAI made as chainkit makes it (an async client per event loop)."""
@@ -73,31 +60,7 @@ class TestChatCompletionsStandard(ChatModelIntegrationTests):
         return {"model": "gpt-4o-mini", "base_url": _SERVER["base_url"], "api_key": "x"}
 
     @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_urls(self) -> bool:
-        return True
-
-    @property
-    def supports_pdf_inputs(self) -> bool:
-        return True
-
-    @property
     def supports_audio_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_tool_message(self) -> bool:
-        return True
-
-    @property
-    def supports_pdf_tool_message(self) -> bool:
         return True
 
     @property

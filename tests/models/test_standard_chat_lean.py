@@ -7,19 +7,17 @@ path. The feature flags say what the local model does, no more.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
-from langchain_tests.integration_tests import chat_models as chat_suite
 
 from chainkit.models import lean_fallbacks, load_model
 from chainkit.models._bind import is_lean
 from chainkit.models.local import ensure_server
-from tests.models.test_standard_chat import _offline_sample
+from tests.models._standard import LocalModelChatFeatures
 
 
 # langchain-openai warns on purpose when given a pydantic v1 schema for json_schema
@@ -28,13 +26,7 @@ from tests.models.test_standard_chat import _offline_sample
 # does not dump the SDK's stream snapshots, so it raises none.)
 @pytest.mark.filterwarnings("ignore:Received a Pydantic BaseModel V1 schema:UserWarning")
 @pytest.mark.filterwarnings("ignore:OpenAI may require a filename:UserWarning")
-class TestLeanChatOpenAIStandard(ChatModelIntegrationTests):
-    @pytest.fixture(autouse=True)
-    def _samples_offline(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The suite downloads its sample image, PDF and audio: tests use loopback only."""
-        monkeypatch.setattr(chat_suite, "httpx", SimpleNamespace(get=_offline_sample))
-        monkeypatch.setenv("LANGCHAIN_TESTS_USER_AGENT", "chainkit-tests (offline)")
-
+class TestLeanChatOpenAIStandard(LocalModelChatFeatures, ChatModelIntegrationTests):
     @property
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatOpenAI
@@ -49,47 +41,7 @@ class TestLeanChatOpenAIStandard(ChatModelIntegrationTests):
         }
 
     @property
-    def has_tool_calling(self) -> bool:
-        return True
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_urls(self) -> bool:
-        return True
-
-    @property
-    def supports_pdf_inputs(self) -> bool:
-        return True
-
-    @property
     def supports_audio_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_tool_message(self) -> bool:
-        return True
-
-    @property
-    def supports_pdf_tool_message(self) -> bool:
         return True
 
     @property
