@@ -139,6 +139,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "_bridge": (1, ""),
     "_compat": (1, ""),
     "_unicode": (1, ""),
+    "_binding": (1, ""),
     "models": (2, "left"),
     "trace": (2, "right"),
     "chains": (3, "left"),

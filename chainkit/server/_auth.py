@@ -8,10 +8,10 @@ registered with :func:`chainkit.errors.redact`, so it never shows in a log line.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from typing import TYPE_CHECKING
 
-from chainkit.errors import UnprotectedBindError
+from chainkit import _binding
+from chainkit._binding import is_loopback
 from chainkit.server._errors import error_json
 from chainkit.server._logging import json_response, request_info
 from chainkit.server._schemas import ErrorBody
@@ -63,18 +63,8 @@ class AuthMiddleware:
         await json_response(send, 401, error_json(body), {"WWW-Authenticate": "Bearer"})
 
 
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the service on this machine."""
-    host = host.strip().strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_bind(host: str, *, token: SecretStr | None, insecure: bool) -> None:
     """Refuse to serve on a non-loopback address without a token, unless ``insecure``."""
-    if token is None and not insecure and not is_loopback(host):
-        raise UnprotectedBindError("service", host, token_env=TOKEN_ENV)
+    _binding.check_bind(
+        "service", host, protected=token is not None, insecure=insecure, token_env=TOKEN_ENV
+    )

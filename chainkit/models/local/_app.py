@@ -10,19 +10,19 @@ OpenAI's error JSON.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
 
-from chainkit.errors import UnprotectedBindError, register_secret
+from chainkit import _binding
+from chainkit.errors import register_secret
 from chainkit.models.local import _batch_api, _chat, _embeddings, _responses_api
 from chainkit.models.local._errors import BadRequest
 from chainkit.models.local._serving import MODEL, LocalModel, error_response, json_response
 from chainkit.models.local._settings import LocalModelSettings
 
-__all__ = ["MODELS", "check_bind", "create_app", "is_loopback"]
+__all__ = ["MODELS", "check_bind", "create_app"]
 
 MODELS = ("chainkit-local", "gpt-3.5-turbo-instruct", "gpt-4o-mini", "gpt-4o", "gpt-4.1-mini")
 OPEN_PATHS = frozenset({"/health"})
@@ -137,18 +137,6 @@ async def _stats_reset(request: web.Request) -> web.Response:
     return json_response(orjson.dumps(model.stats.snapshot()))
 
 
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the server on this machine."""
-    host = host.strip().strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_bind(host: str, *, api_key: str | None, insecure: bool) -> None:
     """Refuse a non-loopback address without an API key, unless ``insecure``."""
-    if api_key is None and not insecure and not is_loopback(host):
-        raise UnprotectedBindError("local model", host)
+    _binding.check_bind("local model", host, protected=api_key is not None, insecure=insecure)
