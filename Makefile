@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck pytest pytest-min bench clean
+.PHONY: install demo test lint typecheck pytest pytest-min bench lab notebooks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "chainkit needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
@@ -54,6 +54,22 @@ test: lint typecheck pytest pytest-min
 BENCHMARKS := local_model model_client chain_parsers capture_overhead runner server trace_render ray_scaling
 bench: install
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
+
+# JupyterLab on notebooks/, in the project's venv with the `notebook` extra (its kernel is
+# that venv's Python, so `import chainkit` works in every notebook).
+NOTEBOOK_STAMP := $(VENV)/.notebook-stamp
+
+$(NOTEBOOK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[notebook]"
+	@touch $(NOTEBOOK_STAMP)
+
+lab: $(NOTEBOOK_STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+# Run every notebook top to bottom and store it with its outputs (tests/test_notebooks.py
+# fails when the stored outputs are stale).
+notebooks: install
+	$(BIN)/python -m tests.notebook_outputs
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) .venv-3.* .pytest_cache .mypy_cache .ruff_cache
