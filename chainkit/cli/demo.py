@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from typing import Annotated, Any
 
 import typer
@@ -75,16 +76,15 @@ def _heading(text: str) -> None:
 
 
 async def _events(llm: Any) -> None:
-    # As the seed: print events until the 5th, then "...Truncated". The rest of the
-    # stream is drained, not abandoned: abandoning a streamed HTTP body mid-way makes
-    # httpcore print "aclose(): asynchronous generator is already running" when the
-    # event loop closes (a known httpx/httpcore wart), which a demo should not show.
+    # As the seed: print events until the 5th, then "...Truncated" and leave the stream
+    # (aclosing closes its HTTP response there, not at loop shutdown).
     idx = 0
-    async for event in llm.astream_events(GOLDFISH, version="v2"):
-        idx += 1
-        if idx == 5:
-            typer.echo("...Truncated")
-        elif idx < 5:
+    async with aclosing(llm.astream_events(GOLDFISH, version="v2")) as events:
+        async for event in events:
+            idx += 1
+            if idx >= 5:
+                typer.echo("...Truncated")
+                break
             typer.echo(event)
 
 

@@ -177,11 +177,6 @@ def events(
                         sys.stdout.flush()
                         count += 1
                         if limit is not None and count >= limit:
-                            # leaving the stream early: the HTTP body is closed at loop
-                            # shutdown, where httpx2 reports a harmless asyncgen error
-                            asyncio.get_running_loop().set_exception_handler(
-                                _quiet_abandoned_stream
-                            )
                             break
                 except BrokenPipeError:
                     asyncio.get_running_loop().set_exception_handler(_ignore)
@@ -196,10 +191,3 @@ def events(
     finally:
         if recorder is not None:
             recorder.close()
-
-
-def _quiet_abandoned_stream(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """Drop only "error during closing of asynchronous generator"; report anything else."""
-    if str(context.get("message", "")).startswith("an error occurred during closing of async"):
-        return
-    loop.default_exception_handler(context)
