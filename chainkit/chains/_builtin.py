@@ -160,6 +160,17 @@ DESCRIPTIONS = {
     "its title in parallel.",
 }
 
+
+def _steps(**templates: str) -> str:
+    """The templates of a chain's steps as ``name: text``, later lines indented under it."""
+    lines = []
+    for name, text in templates.items():
+        first, *rest = text.splitlines()
+        lines.append(f"{name}: {first}")
+        lines.extend(f"  {line}" if line else "" for line in rest)
+    return "\n".join(lines)
+
+
 TEMPLATES = {
     "song": SONG,
     "story": STORY,
@@ -168,7 +179,7 @@ TEMPLATES = {
     "haiku": HAIKU,
     "summarize": SUMMARIZE,
     "extract": EXTRACT,
-    "outline_story": f"outline: {OUTLINE}\ntitle: {TITLE}\nstory: {STORY_FROM_OUTLINE}",
+    "outline_story": _steps(outline=OUTLINE, title=TITLE, story=STORY_FROM_OUTLINE),
 }
 
 PARSERS = dict.fromkeys(TEMPLATES, "str") | {

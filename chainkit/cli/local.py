@@ -92,10 +92,13 @@ def exec_(
     """Run a command with OPENAI_BASE_URL and OPENAI_API_KEY pointing at the local model.
 
     Any program written for the OpenAI API (the openai SDK, langchain_openai) runs
-    offline unchanged: chainkit local exec -- python my_script.py
+    offline unchanged: chainkit local exec -- python my_script.py. The command runs with
+    the bin directory of the Python environment chainkit runs in first on PATH, so
+    `python` there is the one that has chainkit, openai and langchain_openai installed.
     """
     import os
     import subprocess
+    import sys
 
     from chainkit.errors import InputError
     from chainkit.models.local import LocalModelServer, LocalModelSettings
@@ -108,6 +111,9 @@ def exec_(
     settings = LocalModelSettings(error_rate=error_rate, token_delay=token_delay, seed=seed)
     with LocalModelServer(settings=settings) as server:
         env = dict(os.environ, OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="chainkit-local")
+        # not resolved: a venv's bin/python is a symlink out of the venv
+        env_bin = os.path.dirname(sys.executable)
+        env["PATH"] = os.pathsep.join(p for p in (env_bin, env.get("PATH", "")) if p)
         try:
             code = subprocess.call(command, env=env)  # noqa: S603  (the user's own command)
         except FileNotFoundError:

@@ -141,14 +141,27 @@ def keep_errors(rows: list[TreeRow]) -> list[TreeRow]:
     return keep_rows(rows, keep)
 
 
+SHORT_ID = 8
+
+
+def short_id(run_id: str) -> str:
+    """The part of a run id shown in views: its LAST characters.
+
+    LangChain's run ids are UUIDv7: runs of one trace share their leading
+    (time) characters, while the trailing ones are random and tell them apart.
+    """
+    return run_id[-SHORT_ID:]
+
+
 def _runs_matching(trace: Trace, key: str) -> Iterator[Run]:
     for run in trace.runs:
-        if run.run_id.startswith(key):
+        if run.run_id.startswith(key) or run.run_id.endswith(key):
             yield run
 
 
 def select_run(trace: Trace, key: str) -> Run:
-    """The run named by ``key``: a run id, a unique prefix of one, or a unique run name."""
+    """The run named by ``key``: a run id, a unique prefix or suffix of one (views show the
+    last 8 characters), or a unique run name."""
     run = trace.get(key)
     if run is not None:
         return run
@@ -156,14 +169,12 @@ def select_run(trace: Trace, key: str) -> Run:
     if len(by_prefix) == 1:
         return by_prefix[0]
     if len(by_prefix) > 1:
-        raise UserError(
-            f"run id prefix {key!r} matches {len(by_prefix)} runs; give more characters"
-        )
+        raise UserError(f"run id part {key!r} matches {len(by_prefix)} runs; give more characters")
     by_name = [run for run in trace.runs if run.name == key]
     if len(by_name) == 1:
         return by_name[0]
     if len(by_name) > 1:
-        ids = ", ".join(run.run_id[:8] for run in by_name[:5])
+        ids = ", ".join(short_id(run.run_id) for run in by_name[:5])
         raise UserError(f"{len(by_name)} runs are named {key!r} ({ids}...); pass a run id instead")
     raise UnknownRunError(key, (run.name for run in trace.runs))
 

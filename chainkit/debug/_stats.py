@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chainkit.debug._common import TraceLike, as_trace, fmt_ms
-from chainkit.debug._terminal import _View
+from chainkit.debug._terminal import _View, listed_events
 from chainkit.trace import Percentiles, TraceSummary
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class TraceStats(_View):
     by_name: list[NameStats] = field(default_factory=list)
     error_types: Counter[str] = field(default_factory=Counter)
     source: str = ""
+    events: int = 0  # as many as `chainkit trace show --events` lists
 
     def to_dict(self) -> dict[str, Any]:
         """The statistics as plain JSON values (seconds for times)."""
@@ -74,7 +75,8 @@ class TraceStats(_View):
             "errors": s.errors,
             "failed_runs": s.failed_runs,
             "retries": s.retries,
-            "events": s.events,
+            "events": self.events,
+            "recorded_events": s.events,
             "usage": s.usage,
             "span": self.span,
             "latency": _pct(s.latency),
@@ -101,7 +103,7 @@ class TraceStats(_View):
             ("chunks", str(s.chunks)),
             ("errors", f"{s.errors} calls, {s.failed_runs} runs"),
             ("retries", str(s.retries)),
-            ("events", str(s.events)),
+            ("events", self._events_text()),
             ("tokens", "-" if tokens is None else f"{tokens} ({_usage(s.usage)})"),
             ("span", fmt_ms(self.span)),
             ("latency", str(s.latency)),
@@ -118,6 +120,11 @@ class TraceStats(_View):
                 errors.add_row(Text(name), str(count))  # Text: trace data is never markup
             yield errors
         yield self._name_table()
+
+    def _events_text(self) -> str:
+        if self.summary.events or not self.events:
+            return str(self.events)
+        return f"{self.events} run records (no astream_events recorded)"
 
     def _name_table(self) -> Table:
         table = Table(title="by run name", title_justify="left", padding=(0, 1))
@@ -178,5 +185,10 @@ def trace_stats(trace: TraceLike) -> TraceStats:
     if source == "" and loaded.path is not None:
         source = str(loaded.path)
     return TraceStats(
-        summary=loaded.summary(), span=span, by_name=by_name, error_types=errors, source=source
+        summary=loaded.summary(),
+        span=span,
+        by_name=by_name,
+        error_types=errors,
+        source=source,
+        events=listed_events(loaded),
     )

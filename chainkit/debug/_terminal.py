@@ -29,6 +29,7 @@ from chainkit.debug._common import (
     origin,
     preview,
     select_run,
+    short_id,
     tree_rows,
 )
 from chainkit.debug._text import event_phase, event_preview, printable_segments
@@ -138,7 +139,7 @@ def _run_label(run: Run, *, ids: bool = True) -> Text:
         label.append(f" ({hint})", style="italic")
     label.append(f" {run.kind}", style=_kind_style(run.kind))
     if ids:
-        label.append(f" {run.run_id[:8]}", style="dim")
+        label.append(f" {short_id(run.run_id)}", style="dim")
     bits = []
     if run.latency is not None:
         bits.append(fmt_ms(run.latency))
@@ -353,6 +354,13 @@ def _record_lines(trace: Trace, only: set[str] | None) -> Iterator[_Line]:
             yield _Line(record.t, depth, "retry", name, detail, "yellow")
         elif isinstance(record, CustomEvent):
             yield _Line(record.t, depth, "custom", record.name, preview(str(record.data), 80))
+
+
+def listed_events(trace: Trace) -> int:
+    """How many lines ``chainkit trace show --events`` lists: the recorded
+    ``astream_events`` events, or else the run records standing in for them."""
+    source = _event_lines if trace.events else _record_lines
+    return sum(1 for _ in source(trace, None))
 
 
 def _lines_text(lines: Iterable[_Line], t0: float) -> Iterator[Text]:

@@ -127,3 +127,72 @@ def test_the_report_gives_wall_time_waited_and_no_false_concurrency_drop() -> No
     assert "went down" not in text  # it stayed at 16
     report.rate_limited, report.min_concurrency = 3, 4
     assert "3 x 429; 1.50 s waited; concurrency went down from 16 to 4" in report.summary()
+
+
+@pytest.fixture(scope="module")
+def two_calls(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    trace = tmp_path_factory.mktemp("trace") / "trace.jsonl"
+    for topic in ("cats", "dogs"):
+        argv = ["stream", "story", "-i", f"topic={topic}", "--model", "local"]
+        assert main([*argv, "--trace", str(trace)]) == 0
+    return trace
+
+
+def test_trace_show_ids_tell_runs_apart_and_are_accepted_by_run(
+    two_calls: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chainkit.trace import Trace
+
+    monkeypatch.setenv("COLUMNS", "200")
+    capsys.readouterr()
+    assert main(["trace", "show", str(two_calls)]) == 0
+    shown = capsys.readouterr().out
+    runs = Trace.load(two_calls).runs
+    ids = [run.run_id[-8:] for run in runs]
+    assert len(set(ids)) == len(runs) == 8  # UUIDv7 share their leading (time) characters
+    for part in ids:
+        assert f" {part}" in shown
+    model_run = next(run for run in runs if run.kind == "chat_model")
+    assert main(["trace", "show", str(two_calls), "--run", model_run.run_id[-8:]]) == 0
+    only = capsys.readouterr().out
+    assert model_run.run_id[-8:] in only
+    assert "StrOutputParser" not in only  # just that run
+
+
+def test_trace_stats_counts_the_events_trace_show_lists(
+    two_calls: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    capsys.readouterr()
+    assert main(["trace", "show", str(two_calls), "--events", "--limit", "100000"]) == 0
+    listed = len(capsys.readouterr().out.splitlines()) - 1  # the header line
+    assert main(["trace", "stats", str(two_calls), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["events"] == listed > 0
+    assert stats["recorded_events"] == 0  # run records stand in for astream_events
+
+
+def test_chains_show_indents_every_line_of_a_multi_line_template(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["chains", "show", "outline_story"]) == 0
+    out = capsys.readouterr().out
+    template = out.split("template:\n", 1)[1].split("graph:\n", 1)[0]
+    lines = [line for line in template.splitlines() if line]
+    steps = [line for line in lines if line.startswith("  ") and not line.startswith("   ")]
+    assert [s.split(":", 1)[0].strip() for s in steps] == ["outline", "title", "story"]
+    assert all(line.startswith("    ") for line in lines if line not in steps)
+    assert "    {outline}" in lines
+
+
+def test_local_exec_runs_the_command_with_this_environment_first_on_path(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no activated environment
+    probe = (
+        "import os, sys, langchain_openai; sys.exit(0 if 'OPENAI_BASE_URL' in os.environ else 3)"
+    )
+    assert main(["local", "exec", "--", "python", "-c", probe]) == 0
+    assert main(["local", "exec", "--help"]) == 0
+    assert "first on PATH" in " ".join(capsys.readouterr().out.split())
