@@ -7,12 +7,16 @@
 
 from __future__ import annotations
 
+import base64
 import gc
 import ipaddress
 import os
 import socket
+import threading
 import tracemalloc
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +116,81 @@ def local_server() -> Iterator[Any]:
 
     with local_model_server() as server:
         yield server
+
+
+# ------------------------------------------------------------ an OTLP/HTTP receiver
+
+
+@dataclass
+class Received:
+    """What the OTLP/HTTP receiver got: raw bodies by path, and the spans decoded."""
+
+    bodies: list[bytes] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    spans: list[dict[str, Any]] = field(default_factory=list)
+    resources: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, Received]]:
+    """An OTLP/HTTP receiver on loopback (``POST /v1/traces``, ``/v1/metrics``).
+
+    It decodes trace exports with the official ``opentelemetry-proto`` messages,
+    as a collector does; yields its base URL and what it received.
+    """
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    got = Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            got.bodies.append(body)
+            got.paths.append(self.path)
+            if self.path == "/v1/traces":
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                data = MessageToDict(request)
+                for rs in data.get("resourceSpans", []):
+                    got.resources.append(otlp_attrs(rs.get("resource", {}).get("attributes", [])))
+                    for ss in rs.get("scopeSpans", []):
+                        got.spans.extend(ss.get("spans", []))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", got
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _otlp_value(v: dict[str, Any]) -> Any:
+    if "arrayValue" in v:
+        return [_otlp_value(x) for x in v["arrayValue"].get("values", [])]
+    for key in ("stringValue", "boolValue", "doubleValue"):
+        if key in v:
+            return v[key]
+    return int(v["intValue"]) if "intValue" in v else None
+
+
+def otlp_attrs(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """OTLP attributes (as ``MessageToDict`` gives them) as a plain dict."""
+    return {i["key"]: _otlp_value(i["value"]) for i in items}
+
+
+def otlp_hex(b64: str) -> str:
+    """A span or trace id as ``MessageToDict`` gives it (base64), in hex."""
+    return base64.b64decode(b64).hex()

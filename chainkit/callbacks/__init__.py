@@ -13,7 +13,8 @@
   several streams run at once).
 - :class:`OTelCapture`: runs as OpenTelemetry spans (GenAI conventions) and
   GenAI client metrics, live (the ``otel`` extra).
-- :func:`capture`: attach capture to every call in a ``with`` block.
+- :func:`capture`: attach capture to every call in a ``with`` block
+  (:func:`attach`: any handlers, without a trace).
 - :func:`record_events`: tee an ``astream_events`` iterator into a trace.
 
 All are LangChain callback handlers that run inline on both the sync and async
@@ -22,7 +23,7 @@ paths; they write :mod:`chainkit.trace` records.
 
 from __future__ import annotations
 
-from chainkit.callbacks._context import CaptureBlock, capture
+from chainkit.callbacks._context import CaptureBlock, attach, capture
 from chainkit.callbacks._event_capture import EventCapture
 from chainkit.callbacks._otel import OTelCapture
 from chainkit.callbacks._printer import LabelInfo, StreamPrinter
@@ -37,6 +38,7 @@ __all__ = [
     "OTelCapture",
     "StreamCapture",
     "StreamPrinter",
+    "attach",
     "capture",
     "record_events",
 ]

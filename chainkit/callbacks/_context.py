@@ -11,7 +11,9 @@ an outer one.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
@@ -24,7 +26,7 @@ from chainkit.callbacks._stream_capture import StreamCapture
 from chainkit.errors import UserError
 from chainkit.trace import DEFAULT_MAX_CHARS, Trace
 
-__all__ = ["CaptureBlock", "capture"]
+__all__ = ["CaptureBlock", "attach", "capture"]
 
 MAX_HANDLERS = 8
 """Handlers that nested ``capture()`` blocks may attach at once."""
@@ -41,13 +43,50 @@ def _register_hooks() -> None:
 
 _register_hooks()  # once, at import (never per capture() call)
 
+_Tokens = list[tuple[ContextVar[BaseCallbackHandler | None], Token[Any]]]
+
+
+def _set_slots(handlers: Sequence[BaseCallbackHandler]) -> _Tokens:
+    free = [var for var in _SLOTS if var.get() is None]
+    if len(free) < len(handlers):
+        raise UserError(
+            f"capture() blocks nest too deep: at most {MAX_HANDLERS} handlers can be "
+            f"attached at once; pass callbacks in the config instead"
+        )
+    return [(var, var.set(handler)) for var, handler in zip(free, handlers, strict=False)]
+
+
+def _reset_slots(tokens: _Tokens) -> None:
+    while tokens:
+        var, token = tokens.pop()
+        var.reset(token)
+
+
+@contextlib.contextmanager
+def attach(*handlers: BaseCallbackHandler) -> Iterator[None]:
+    """Attach ``handlers`` to every LangChain call made inside the block.
+
+    >>> otel = OTelCapture()
+    >>> with attach(otel):
+    ...     chain.invoke({"topic": "x"})
+
+    :func:`capture` without the trace it records: any callback handler
+    (an :class:`~chainkit.callbacks.OTelCapture`, a ``UsageMetadataCallbackHandler``).
+    """
+    tokens = _set_slots(handlers)
+    try:
+        yield
+    finally:
+        _reset_slots(tokens)
+
 
 class CaptureBlock:
     """What :func:`capture` returns: a sync and async context manager.
 
     ``with capture() as trace`` / ``async with capture() as trace`` give the
     :class:`~chainkit.trace.Trace` the handlers write to; the handlers are
-    :attr:`stream_capture` and (with ``events=True``) :attr:`event_capture`.
+    :attr:`stream_capture`, (with ``events=True``) :attr:`event_capture`, and
+    any ``extra`` handlers (an :class:`~chainkit.callbacks.OTelCapture`).
     """
 
     def __init__(
@@ -57,31 +96,25 @@ class CaptureBlock:
         events: bool,
         strict: bool,
         event_filters: dict[str, Any],
+        extra: Sequence[BaseCallbackHandler] = (),
     ) -> None:
         self.trace = trace
+        self.extra = list(extra)
         self.stream_capture = StreamCapture(trace, strict=strict)
         self.event_capture = EventCapture(trace, strict=strict, **event_filters) if events else None
-        self._tokens: list[tuple[ContextVar[BaseCallbackHandler | None], Token[Any]]] = []
+        self._tokens: _Tokens = []
 
     @property
     def handlers(self) -> list[BaseCallbackHandler]:
         handlers: list[BaseCallbackHandler] = [self.stream_capture]
         if self.event_capture is not None:
             handlers.append(self.event_capture)
-        return handlers
+        return handlers + self.extra
 
     def __enter__(self) -> Trace:
         if self._tokens:
             raise UserError("this capture() block is already active; make a new one per `with`")
-        handlers = self.handlers
-        free = [var for var in _SLOTS if var.get() is None]
-        if len(free) < len(handlers):
-            raise UserError(
-                f"capture() blocks nest too deep: at most {MAX_HANDLERS} handlers can be "
-                f"attached at once; pass callbacks in the config instead"
-            )
-        for var, handler in zip(free, handlers, strict=False):
-            self._tokens.append((var, var.set(handler)))
+        self._tokens = _set_slots(self.handlers)
         return self.trace
 
     def __exit__(
@@ -90,9 +123,7 @@ class CaptureBlock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        while self._tokens:
-            var, token = self._tokens.pop()
-            var.reset(token)
+        _reset_slots(self._tokens)
 
     async def __aenter__(self) -> Trace:
         return self.__enter__()
@@ -112,6 +143,7 @@ def capture(
     events: bool = False,
     max_chars: int = DEFAULT_MAX_CHARS,
     strict: bool = False,
+    handlers: Sequence[BaseCallbackHandler] = (),
     **event_filters: Any,
 ) -> CaptureBlock:
     """Capture every LangChain call made inside a block, without passing callbacks.
@@ -124,7 +156,11 @@ def capture(
     block (LangChain copies the context). ``trace`` is a :class:`Trace`, a path
     (records appended as they happen) or None (in memory). ``events=True`` also
     records the astream_events v2 event stream (an :class:`EventCapture`;
-    ``include_names=...`` and the other filters are passed to it).
+    ``include_names=...`` and the other filters are passed to it). ``handlers``
+    are attached too, e.g. an :class:`~chainkit.callbacks.OTelCapture` to
+    export the same calls as OpenTelemetry spans (flush or shut it down after).
     """
     target = trace if isinstance(trace, Trace) else Trace(trace, max_chars=max_chars)
-    return CaptureBlock(target, events=events, strict=strict, event_filters=event_filters)
+    return CaptureBlock(
+        target, events=events, strict=strict, event_filters=event_filters, extra=handlers
+    )

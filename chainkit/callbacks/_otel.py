@@ -64,16 +64,19 @@ class OTelCapture(StreamCapture):
         max_chunk_events: int = DEFAULT_MAX_CHUNK_EVENTS,
         strict: bool = False,
     ) -> None:
-        try:
-            from opentelemetry import metrics, trace
-        except ImportError as exc:
-            raise otel_missing() from exc
         super().__init__(strict=strict)
         self.include_content = include_content
         self.max_chunk_events = max_chunk_events
         self._own: list[Any] = []  # providers this handler made, shut down by shutdown()
-        self._tracer_provider = tracer_provider or self._global_or_own_tracer_provider(trace)
-        self._meter_provider = meter_provider or self._global_or_own_meter_provider(metrics)
+        try:  # the API may come with another package (FastAPI); the SDK comes with the extra
+            from opentelemetry import metrics, trace
+
+            self._tracer_provider = tracer_provider or self._global_or_own_tracer_provider(trace)
+            self._meter_provider = meter_provider or self._global_or_own_meter_provider(metrics)
+        except ImportError as exc:
+            for provider in self._own:
+                provider.shutdown()
+            raise otel_missing() from exc
         self._tracer = self._tracer_provider.get_tracer(SCOPE)
         meter = self._meter_provider.get_meter(SCOPE)
         self._duration = meter.create_histogram(

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from chainkit.cli._app import EXIT_FAILED, EXIT_OK, app
+from chainkit.cli._otlp import OtlpOpt, otlp_handler
 
 
 class StrategyChoice(StrEnum):
@@ -148,6 +149,7 @@ def batch(
     json_report: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON on stdout.")
     ] = False,
+    otlp: OtlpOpt = False,
 ) -> int:
     """Run CHAIN over every line of --input, writing one record per line to --output.
 
@@ -187,6 +189,9 @@ def batch(
         from chainkit.callbacks import StreamCapture
 
         callbacks.append(StreamCapture(trace))
+    otel = otlp_handler(otlp)
+    if otel is not None:
+        callbacks.append(otel)
     options = BatchOptions(
         limits=Limits(max_concurrency=max_concurrency, rpm=rpm, tpm=tpm),
         retry=RetryPolicy(attempts=retries + 1),
@@ -216,6 +221,8 @@ def batch(
         raise typer.Exit(130) from None
     finally:
         hints.removeFilter(_drop_resume_hint)
+        if otel is not None:
+            otel.shutdown()
     if json_report:
         typer.echo(json.dumps(report.to_dict(), default=str))
     else:

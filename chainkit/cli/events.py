@@ -16,6 +16,7 @@ import typer
 
 from chainkit._bridge import run_sync
 from chainkit.cli._app import app
+from chainkit.cli._otlp import OtlpOpt, otlp_handler
 from chainkit.cli.stream import (
     ChainsDirOpt,
     InputsOpt,
@@ -137,6 +138,7 @@ def events(
     model: ModelOpt = None,
     chains_dir: ChainsDirOpt = None,
     trace: TraceOpt = None,
+    otlp: OtlpOpt = False,
 ) -> None:
     """Run CHAIN once through astream_events and print each event as it happens.
 
@@ -148,6 +150,8 @@ def events(
     from chainkit.trace import Trace, to_jsonable
 
     values = parse_inputs(inputs)
+    otel = otlp_handler(otlp)
+    config: Any = {"callbacks": [otel]} if otel is not None else None
     recorder = Trace(trace) if trace is not None else None
     fmt = EventFormatter()
     filters = {
@@ -162,7 +166,7 @@ def events(
     async def run() -> None:
         async with chain_session(chain, values, model=model, chains_dir=chains_dir) as runnable:
             astream_events: Any = runnable.astream_events  # version is a str here, not a Literal
-            stream: Any = astream_events(values, version=version.value, **filters)
+            stream: Any = astream_events(values, config, version=version.value, **filters)
             if recorder is not None:
                 stream = record_events(stream, recorder)
             count = 0
@@ -191,3 +195,5 @@ def events(
     finally:
         if recorder is not None:
             recorder.close()
+        if otel is not None:
+            otel.shutdown()

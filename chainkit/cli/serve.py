@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from chainkit.cli._app import app
+from chainkit.cli._otlp import OtlpOpt, otlp_handler
 
 
 @app.command()
@@ -68,6 +69,7 @@ def serve(
     log_bodies: Annotated[
         bool, typer.Option(help="Add request bodies (redacted, cut) to the access log.")
     ] = False,
+    otlp: OtlpOpt = False,
 ) -> None:
     """Serve every chain over HTTP (FastAPI under uvicorn); API docs at /docs.
 
@@ -76,7 +78,8 @@ def serve(
     output_schema, config_schema: langserve's RemoteRunnable works unchanged),
     GET /health, GET /metrics.
     With CHAINKIT_API_TOKEN set, every endpoint but /health needs
-    'Authorization: Bearer <token>'. Ctrl-C stops it.
+    'Authorization: Bearer <token>'. Ctrl-C stops it. With --otlp every call
+    is also sent as OpenTelemetry spans and metrics (flushed when it stops).
     """
     from chainkit.server import ServerSettings
     from chainkit.server import serve as run_service
@@ -106,6 +109,7 @@ def serve(
     def ready(url: str) -> None:
         typer.echo(f"chainkit serve: listening on {url} (docs: {url}/docs; {auth})", err=True)
 
+    otel = otlp_handler(otlp)  # shut down with the service (its lifespan)
     run_service(
         host,
         port,
@@ -114,4 +118,5 @@ def serve(
         settings=settings,
         insecure=insecure,
         on_ready=ready,
+        callbacks=[otel] if otel is not None else (),
     )

@@ -19,6 +19,7 @@ import typer
 from chainkit._bridge import run_sync
 from chainkit._unicode import lone_surrogate_at
 from chainkit.cli._app import app
+from chainkit.cli._otlp import OtlpOpt, otlp_handler
 from chainkit.errors import InputError
 
 if TYPE_CHECKING:
@@ -271,6 +272,7 @@ def stream(
     model: ModelOpt = None,
     chains_dir: ChainsDirOpt = None,
     trace: TraceOpt = None,
+    otlp: OtlpOpt = False,
 ) -> None:
     """Stream CHAIN's output to stdout as it is produced; a summary line goes to stderr.
 
@@ -283,10 +285,11 @@ def stream(
     from chainkit.trace import Trace
 
     values = parse_inputs(inputs)
+    otel = otlp_handler(otlp)
     recorder = Trace(trace) if trace is not None else Trace()
     capture = StreamCapture(recorder)
     run_id = uuid4()
-    config: Any = {"callbacks": [capture], "run_id": run_id}
+    config: Any = {"callbacks": [capture] if otel is None else [capture, otel], "run_id": run_id}
     fmt = ChunkFormatter(sep=sep)
     start = time.perf_counter()
     try:
@@ -318,4 +321,6 @@ def stream(
         return
     finally:
         recorder.close()
+        if otel is not None:
+            otel.shutdown()
     typer.echo(summary_line(capture.get(run_id), time.perf_counter() - start), err=True)

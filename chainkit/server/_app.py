@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chainkit import __version__
+from chainkit.callbacks import attach
 from chainkit.errors import ChainkitError
 from chainkit.server._auth import OPEN_PATHS, AuthMiddleware
 from chainkit.server._errors import ApiError, error_body, error_json, one_line
@@ -29,7 +30,9 @@ from chainkit.server._settings import TOKEN_ENV, ServerSettings
 from chainkit.server._state import ServedChain, ServiceState, service_state
 
 if TYPE_CHECKING:
+    from langchain_core.callbacks import BaseCallbackHandler
     from langchain_core.language_models import BaseLanguageModel
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 __all__ = ["ServedChain", "ServiceState", "create_app", "service_state"]
@@ -160,6 +163,7 @@ def create_app(
     model: str | BaseLanguageModel[Any] | Runnable[Any, Any] | None = None,
     chains_dir: str | os.PathLike[str] | None = None,
     settings: ServerSettings | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
 ) -> FastAPI:
     """The chainkit service as an ASGI app (FastAPI).
 
@@ -170,6 +174,10 @@ def create_app(
         chains_dir: a folder of chain spec files (default ``$CHAINKIT_CHAINS_DIR``).
         settings: token and limits (default :class:`ServerSettings`, whose token is
             ``$CHAINKIT_API_TOKEN``).
+        callbacks: LangChain handlers attached to every call the service makes
+            (an :class:`~chainkit.callbacks.OTelCapture` for ``chainkit serve
+            --otlp``); those with a ``shutdown()`` method are shut down (flushed)
+            when the service stops.
 
     Also an app factory: ``uvicorn --factory chainkit.server:create_app``.
     """
@@ -192,6 +200,10 @@ def create_app(
             yield
         finally:
             await state.aclose()
+            for handler in callbacks:
+                shutdown = getattr(handler, "shutdown", None)
+                if callable(shutdown):
+                    await asyncio.to_thread(shutdown)
 
     app = FastAPI(
         title="chainkit",
@@ -212,5 +224,22 @@ def create_app(
     if settings.api_token is not None:
         app.add_middleware(AuthMiddleware, token=settings.api_token)
     app.add_middleware(AccessLogMiddleware, metrics=state.metrics, log_bodies=settings.log_bodies)
+    if callbacks:
+        app.add_middleware(_AttachCallbacks, handlers=list(callbacks))
     app.openapi = _openapi(app, settings)  # type: ignore[method-assign]
     return app
+
+
+class _AttachCallbacks:
+    """ASGI middleware: ``handlers`` are attached to every LangChain call a request makes."""
+
+    def __init__(self, app: ASGIApp, handlers: list[BaseCallbackHandler]) -> None:
+        self.app = app
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with attach(*self.handlers):
+            await self.app(scope, receive, send)

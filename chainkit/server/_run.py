@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from chainkit.server._settings import ServerSettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from langchain_core.callbacks import BaseCallbackHandler
     from langchain_core.language_models import BaseLanguageModel
     from langchain_core.runnables import Runnable
 
@@ -85,16 +86,18 @@ def serve(
     settings: ServerSettings | None = None,
     insecure: bool = False,
     on_ready: Callable[[str], None] | None = None,
+    callbacks: Sequence[BaseCallbackHandler] = (),
 ) -> None:
     """Serve the chainkit app in the foreground until interrupted (``chainkit serve``).
 
     Refuses (``ConfigError``) a non-loopback ``host`` without an API token
     unless ``insecure``; loads the model before listening, so a bad spec or a
     missing key fails at once. ``on_ready(url)`` runs once the socket listens.
+    ``callbacks``: handlers attached to every call (see :func:`create_app`).
     """
     settings = settings if settings is not None else ServerSettings()
     check_bind(host, token=settings.api_token, insecure=insecure)
-    app = create_app(model=model, chains_dir=chains_dir, settings=settings)
+    app = create_app(model=model, chains_dir=chains_dir, settings=settings, callbacks=callbacks)
     state = service_state_of(app)
     state.model()  # fail now, with one line, if the model cannot load
     state.chain_infos()  # ... or a spec file in the chains folder is invalid

@@ -8,17 +8,11 @@ what any OTLP backend would get.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from google.protobuf.json_format import MessageToDict
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from chainkit.callbacks import OTelCapture, StreamCapture
 from chainkit.cli import main
@@ -31,69 +25,10 @@ from chainkit.trace._otel import (
     spans_to_otlp_json,
     trace_id_of,
 )
-from tests.conftest import CANARY_KEY
+from tests.conftest import CANARY_KEY, Received
+from tests.conftest import otlp_attrs as _attrs
+from tests.conftest import otlp_hex as _hex
 from tests.debug.conftest import Recordings
-
-
-@dataclass
-class Received:
-    bodies: list[bytes] = field(default_factory=list)
-    spans: list[dict[str, Any]] = field(default_factory=list)
-    resources: list[dict[str, Any]] = field(default_factory=list)
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, Received]]:
-    got = Received()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            got.bodies.append(body)
-            if self.path == "/v1/traces":
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                data = MessageToDict(request)
-                for rs in data.get("resourceSpans", []):
-                    got.resources.append(_attrs(rs.get("resource", {}).get("attributes", [])))
-                    for ss in rs.get("scopeSpans", []):
-                        got.spans.extend(ss.get("spans", []))
-            self.send_response(200)
-            self.send_header("content-type", "application/x-protobuf")
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", got
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def _value(v: dict[str, Any]) -> Any:
-    if "arrayValue" in v:
-        return [_value(x) for x in v["arrayValue"].get("values", [])]
-    for key in ("stringValue", "boolValue", "doubleValue"):
-        if key in v:
-            return v[key]
-    return int(v["intValue"]) if "intValue" in v else None
-
-
-def _attrs(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {i["key"]: _value(i["value"]) for i in items}
-
-
-def _hex(b64: str) -> str:
-    import base64
-
-    return base64.b64decode(b64).hex()
 
 
 def test_a_recorded_trace_reaches_the_receiver_with_its_tree_times_and_genai_attributes(
