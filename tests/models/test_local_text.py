@@ -8,9 +8,11 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter
 
+from chainkit.models.local._analysis import analyse
 from chainkit.models.local._schema import SchemaValues
 from chainkit.models.local._settings import parse_overrides
-from chainkit.models.local._text import Rng, analyse, count_tokens, tokenize, write
+from chainkit.models.local._text import write
+from chainkit.models.local._tokens import Rng, count_tokens, tokenize
 
 
 def _text(prompt: str, seed: int = 0) -> str:

@@ -39,7 +39,7 @@ from chainkit.models.local._files import FileStore, page, query_int
 from chainkit.models.local._requests import Answer, BadRequest, parse_chat, parse_completion
 from chainkit.models.local._responses import chat_body, completion_body
 from chainkit.models.local._settings import LocalModelSettings
-from chainkit.models.local._text import Rng, stable_seed
+from chainkit.models.local._tokens import Rng, stable_seed
 
 __all__ = ["BATCH_ENDPOINTS", "MAX_BATCH_REQUESTS", "BatchStore"]
 

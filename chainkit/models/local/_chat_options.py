@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chainkit.models.local._errors import BadRequest, type_name
-from chainkit.models.local._text import count_tokens, stable_seed, tokenize
+from chainkit.models.local._tokens import count_tokens, stable_seed, tokenize
 
 __all__ = [
     "ChatOptions",

@@ -30,12 +30,13 @@ from typing import Any, cast
 import orjson
 from aiohttp import web
 
+from chainkit.models.local._analysis import STOP_WORDS
 from chainkit.models.local._chat import model_request
 from chainkit.models.local._errors import BadRequest
 from chainkit.models.local._requests import Answer, _invalid_type, _missing, _model
 from chainkit.models.local._responses import Events
 from chainkit.models.local._serving import LocalModel
-from chainkit.models.local._text import STOP_WORDS, count_tokens
+from chainkit.models.local._tokens import count_tokens
 
 __all__ = [
     "EMBEDDINGS_PATH",

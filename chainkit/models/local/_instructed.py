@@ -1,7 +1,7 @@
 """Answers shaped by the instruction: titles, slogans, story outlines, recipes, yes/no,
 labels, code and extractions; :func:`write` picks the writer for a prompt's kind.
 
-The kinds themselves are read in :mod:`._text` (:func:`analyse`); this module adds
+The kinds themselves are read in :mod:`._analysis` (:func:`analyse`); this module adds
 the writers whose answer must look like what was asked: a title is a few words, a
 slogan one short line, a story outline numbered points, a recipe distinct
 ingredients and steps, a yes/no question or a classification a label, a code
@@ -15,8 +15,8 @@ import random
 import re
 from collections.abc import Callable
 
-from chainkit.models.local import _text
-from chainkit.models.local._text import STOP_WORDS, Analysis, title_case
+from chainkit.models.local import _text, _tokens
+from chainkit.models.local._analysis import STOP_WORDS, Analysis, title_case
 
 __all__ = ["INGREDIENTS", "STEPS", "quoted_values", "write"]
 
@@ -118,7 +118,7 @@ def _write_yes_no(a: Analysis, rng: random.Random) -> str:
     words = set(re.findall(r"[a-z]+", a.text.lower()))
     if words & {"not", "never", "impossible"}:
         return "No."
-    return "Yes." if _text.stable_seed("yes", a.topic) % 4 else "No."
+    return "Yes." if _tokens.stable_seed("yes", a.topic) % 4 else "No."
 
 
 def _write_label(a: Analysis, rng: random.Random) -> str:
@@ -140,7 +140,7 @@ def _write_label(a: Analysis, rng: random.Random) -> str:
     for label in labels:  # a label the text itself uses
         if label.lower() in words:
             return label
-    return labels[_text.stable_seed("label", source) % len(labels)]
+    return labels[_tokens.stable_seed("label", source) % len(labels)]
 
 
 def _labels(text: str) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from chainkit.models.local._analysis import STOP_WORDS, Analysis, analyse
 from chainkit.models.local._chat_options import (
     ChatOptions,
     check_history,
@@ -24,15 +25,7 @@ from chainkit.models.local._chat_options import (
 from chainkit.models.local._errors import BadRequest, json_body, type_name
 from chainkit.models.local._instructed import write
 from chainkit.models.local._schema import SchemaValues, json_object
-from chainkit.models.local._text import (
-    STOP_WORDS,
-    Analysis,
-    Rng,
-    analyse,
-    count_tokens,
-    stable_seed,
-    tokenize,
-)
+from chainkit.models.local._tokens import Rng, count_tokens, stable_seed, tokenize
 
 __all__ = [
     "COMPLETIONS_DEFAULT_MAX_TOKENS",

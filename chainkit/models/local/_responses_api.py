@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from chainkit.models.local._analysis import analyse
 from chainkit.models.local._chat import model_request, scripted_answer
 from chainkit.models.local._chat_options import logprob_entry
 from chainkit.models.local._errors import BadRequest
@@ -32,7 +33,7 @@ from chainkit.models.local._responses_input import ResponsesRequest, read_respon
 from chainkit.models.local._responses_items import input_items, page
 from chainkit.models.local._scripted import REPLY_HEADER
 from chainkit.models.local._serving import LocalModel, json_response
-from chainkit.models.local._text import analyse, count_tokens, tokenize
+from chainkit.models.local._tokens import count_tokens, tokenize
 
 __all__ = ["RESPONSES_PATH", "ResponseResult", "ResponseStore", "ResponsesAPI", "add_routes"]
 

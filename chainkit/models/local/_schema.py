@@ -18,9 +18,10 @@ import re
 import uuid
 from typing import Any
 
+from chainkit.models.local._analysis import Analysis, title_case
 from chainkit.models.local._errors import BadRequest
 from chainkit.models.local._instructed import INGREDIENTS, STEPS, write
-from chainkit.models.local._text import Analysis, Rng, title_case
+from chainkit.models.local._tokens import Rng
 
 __all__ = ["SchemaValues", "json_object"]
 

@@ -22,7 +22,7 @@ import orjson
 
 from chainkit.models.local._errors import BadRequest
 from chainkit.models.local._requests import Answer, Choice, cut
-from chainkit.models.local._text import stable_seed
+from chainkit.models.local._tokens import stable_seed
 
 __all__ = [
     "REPLY_HEADER",

@@ -31,7 +31,7 @@ from chainkit.models.local._settings import (
     parse_overrides,
 )
 from chainkit.models.local._stats import Stats
-from chainkit.models.local._text import Rng, stable_seed
+from chainkit.models.local._tokens import Rng, stable_seed
 
 __all__ = [
     "MODEL",
