@@ -33,7 +33,8 @@ from aiohttp import web
 from chainkit.models.local._analysis import STOP_WORDS
 from chainkit.models.local._chat import model_request
 from chainkit.models.local._errors import BadRequest
-from chainkit.models.local._requests import Answer, _invalid_type, _missing, _model
+from chainkit.models.local._fields import invalid_type, missing_param, read_model
+from chainkit.models.local._requests import Answer
 from chainkit.models.local._responses import Events
 from chainkit.models.local._serving import LocalModel
 from chainkit.models.local._tokens import count_tokens
@@ -85,14 +86,14 @@ def create_embeddings(body: dict[str, Any]) -> EmbeddingsReply:
     for key in body:
         if key not in _FIELDS:
             raise BadRequest(f"Unrecognized request argument supplied: {key}")
-    model = _model(body)
+    model = read_model(body)
     inputs = _inputs(body.get("input"))
     size = model_dimensions(model)
     dims = body.get("dimensions")
     if dims is None:
         dims = size
     elif isinstance(dims, bool) or not isinstance(dims, int):
-        raise _invalid_type("dimensions", "an integer", dims)
+        raise invalid_type("dimensions", "an integer", dims)
     elif model == "text-embedding-ada-002":
         raise BadRequest("This model does not support specifying dimensions.", param="dimensions")
     elif not 1 <= dims <= size:
@@ -152,7 +153,7 @@ def create_embeddings(body: dict[str, Any]) -> EmbeddingsReply:
 def _inputs(value: Any) -> list[str | list[int]]:
     """The inputs as texts or token arrays (one kind per request, as OpenAI's)."""
     if value is None:
-        raise _missing("input")
+        raise missing_param("input")
     if isinstance(value, str) or (
         isinstance(value, list) and value and all(_is_token(t) for t in value)
     ):

@@ -1,4 +1,4 @@
-"""Reading OpenAI requests: validation with OpenAI's error messages, and the answers.
+"""Reading OpenAI chat and completions requests into answers (fields: ``_fields``).
 
 A request body becomes an :class:`Answer`: its choices as token pieces (text, JSON
 or tool-call argument fragments) with their finish reasons, and the token counts.
@@ -22,7 +22,20 @@ from chainkit.models.local._chat_options import (
     media_note,
     read_options,
 )
-from chainkit.models.local._errors import BadRequest, json_body, type_name
+from chainkit.models.local._errors import BadRequest, json_body
+from chainkit.models.local._fields import (
+    check_known_fields,
+    content_text,
+    invalid_type,
+    missing_param,
+    opt_bool,
+    opt_int,
+    opt_number,
+    read_include_usage,
+    read_max_tokens,
+    read_model,
+    read_stop,
+)
 from chainkit.models.local._instructed import write
 from chainkit.models.local._schema import SchemaValues, json_object
 from chainkit.models.local._tokens import Rng, count_tokens, stable_seed, tokenize
@@ -39,7 +52,6 @@ __all__ = [
 ]
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # as OpenAI's legacy completions endpoint
-MAX_COMPLETION_TOKENS = 65_536  # what the local model's "models" support
 MAX_CHOICES = 128  # n x prompts per request
 
 # fmt: off
@@ -61,157 +73,6 @@ _COMPLETION_FIELDS = frozenset((
 ))
 # fmt: on
 _ROLES = ("system", "assistant", "user", "function", "tool", "developer")
-
-
-# ------------------------------------------------------------------ validation
-
-
-def _invalid_type(param: str, expected: str, value: Any) -> BadRequest:
-    return BadRequest(
-        f"Invalid type for '{param}': expected {expected}, but got {type_name(value)} instead.",
-        param=param,
-        code="invalid_type",
-    )
-
-
-def _missing(param: str) -> BadRequest:
-    return BadRequest(
-        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-    )
-
-
-def _opt_int(body: dict[str, Any], name: str, lo: int, hi: int | None = None) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid_type(name, "an integer", value)
-    if value < lo:
-        raise BadRequest(
-            f"Invalid '{name}': integer below minimum value. Expected a value >= {lo}, "
-            f"but got {value} instead.",
-            param=name,
-            code="integer_below_min_value",
-        )
-    if hi is not None and value > hi:
-        raise BadRequest(
-            f"Invalid '{name}': integer above maximum value. Expected a value <= {hi}, "
-            f"but got {value} instead.",
-            param=name,
-            code="integer_above_max_value",
-        )
-    return value
-
-
-def _max_tokens(body: dict[str, Any], name: str, lo: int) -> int | None:
-    value = _opt_int(body, name, lo)
-    if value is not None and value > MAX_COMPLETION_TOKENS:
-        raise BadRequest(
-            f"{name} is too large: {value}. This model supports at most "
-            f"{MAX_COMPLETION_TOKENS} completion tokens, whereas you provided {value}.",
-            param=name,
-            code="invalid_value",
-        )
-    return value
-
-
-def _opt_number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _invalid_type(name, "a decimal", value)
-    if not lo <= value <= hi:
-        side = "below minimum" if value < lo else "above maximum"
-        bound = f">= {lo:g}" if value < lo else f"<= {hi:g}"
-        raise BadRequest(
-            f"Invalid '{name}': decimal {side} value. Expected a value {bound}, "
-            f"but got {value:g} instead.",
-            param=name,
-            code=f"decimal_{side.replace(' ', '_')}_value",
-        )
-    return float(value)
-
-
-def _opt_bool(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise _invalid_type(name, "a boolean", value)
-    return value
-
-
-def _model(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if model is None:
-        raise _missing("model")
-    if not isinstance(model, str):
-        raise _invalid_type("model", "a string", model)
-    if not model:
-        raise BadRequest("you must provide a model parameter", param="model")
-    return model
-
-
-def _stop(body: dict[str, Any]) -> tuple[str, ...]:
-    stop = body.get("stop")
-    if stop is None:
-        return ()
-    if isinstance(stop, str):
-        return (stop,) if stop else ()
-    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        if len(stop) > 4:
-            raise BadRequest(
-                f"Invalid 'stop': array too long. Expected an array with maximum length 4, "
-                f"but got an array with length {len(stop)} instead.",
-                param="stop",
-                code="array_above_max_length",
-            )
-        return tuple(s for s in stop if s)
-    raise _invalid_type("stop", "a string or an array of strings", stop)
-
-
-def _include_usage(body: dict[str, Any], stream: bool) -> bool:
-    options = body.get("stream_options")
-    if options is None:
-        return False
-    if not isinstance(options, dict):
-        raise _invalid_type("stream_options", "an object", options)
-    if not stream:
-        raise BadRequest(
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-            param="stream_options",
-            code="invalid_value",
-        )
-    value = options.get("include_usage")
-    if value is not None and not isinstance(value, bool):
-        raise _invalid_type("stream_options.include_usage", "a boolean", value)
-    return bool(value)
-
-
-def _unknown_fields(body: dict[str, Any], known: frozenset[str]) -> None:
-    for key in body:
-        if key not in known:
-            raise BadRequest(f"Unrecognized request argument supplied: {key}")
-
-
-def _content_text(content: Any, param: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for i, part in enumerate(content):
-            if not isinstance(part, dict):
-                raise _invalid_type(f"{param}[{i}]", "an object", part)
-            if part.get("type") in ("text", "input_text", "refusal"):
-                text = part.get("text", part.get("refusal"))
-                if not isinstance(text, str):
-                    raise _invalid_type(f"{param}[{i}].text", "a string", text)
-                parts.append(text)
-        return "\n".join(parts)
-    raise _invalid_type(param, "one of a string or array of objects", content)
 
 
 # ------------------------------------------------------------------ requests
@@ -283,9 +144,9 @@ def _messages(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[st
     """The validated messages, and (role, text) for each."""
     messages = body.get("messages")
     if messages is None:
-        raise _missing("messages")
+        raise missing_param("messages")
     if not isinstance(messages, list):
-        raise _invalid_type("messages", "an array", messages)
+        raise invalid_type("messages", "an array", messages)
     if not messages:
         raise BadRequest(
             "Invalid 'messages': empty array. Expected an array with minimum length 1, "
@@ -296,10 +157,10 @@ def _messages(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[st
     texts: list[tuple[str, str]] = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
-            raise _invalid_type(f"messages[{i}]", "an object", msg)
+            raise invalid_type(f"messages[{i}]", "an object", msg)
         role = msg.get("role")
         if role is None:
-            raise _missing(f"messages[{i}].role")
+            raise missing_param(f"messages[{i}].role")
         if role not in _ROLES:
             raise BadRequest(
                 f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', "
@@ -308,8 +169,8 @@ def _messages(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[st
                 code="invalid_value",
             )
         if "content" not in msg and role in ("user", "system", "developer", "tool"):
-            raise _missing(f"messages[{i}].content")
-        texts.append((role, _content_text(msg.get("content"), f"messages[{i}].content")))
+            raise missing_param(f"messages[{i}].content")
+        texts.append((role, content_text(msg.get("content"), f"messages[{i}].content")))
     return messages, texts
 
 
@@ -323,24 +184,24 @@ def _sampling(
     body: dict[str, Any],
 ) -> tuple[int, int | None, float | None, int | None, tuple[str, ...]]:
     """(n, max tokens, temperature, seed, stop) of a chat request, validated."""
-    n = _opt_int(body, "n", 1, 128) or 1
-    max_tokens = _max_tokens(body, "max_completion_tokens", 1)
+    n = opt_int(body, "n", 1, 128) or 1
+    max_tokens = read_max_tokens(body, "max_completion_tokens", 1)
     if max_tokens is None:
-        max_tokens = _max_tokens(body, "max_tokens", 1)
-    temperature = _opt_number(body, "temperature", 0, 2)
-    _opt_number(body, "top_p", 0, 1)
-    _opt_number(body, "presence_penalty", -2, 2)
-    _opt_number(body, "frequency_penalty", -2, 2)
-    seed = _opt_int(body, "seed", -(2**63))
-    return n, max_tokens, temperature, seed, _stop(body)
+        max_tokens = read_max_tokens(body, "max_tokens", 1)
+    temperature = opt_number(body, "temperature", 0, 2)
+    opt_number(body, "top_p", 0, 1)
+    opt_number(body, "presence_penalty", -2, 2)
+    opt_number(body, "frequency_penalty", -2, 2)
+    seed = opt_int(body, "seed", -(2**63))
+    return n, max_tokens, temperature, seed, read_stop(body)
 
 
 def parse_chat(body: dict[str, Any], default_seed: int) -> Answer:
-    _unknown_fields(body, _CHAT_FIELDS)
-    model = _model(body)
+    check_known_fields(body, _CHAT_FIELDS)
+    model = read_model(body)
     messages, texts = _messages(body)
-    stream = _opt_bool(body, "stream")
-    include_usage = _include_usage(body, stream)
+    stream = opt_bool(body, "stream")
+    include_usage = read_include_usage(body, stream)
     n, max_tokens, temperature, seed, stop = _sampling(body)
     mode, schema, tools, forced = _structured(body)
     options = read_options(body, model)
@@ -422,18 +283,18 @@ def _structured(
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
-            raise _invalid_type("tools", "an array", tools)
+            raise invalid_type("tools", "an array", tools)
         for i, tool in enumerate(tools):
             if not isinstance(tool, dict):
-                raise _invalid_type(f"tools[{i}]", "an object", tool)
+                raise invalid_type(f"tools[{i}]", "an object", tool)
             function = tool.get("function")
             if not isinstance(function, dict):
-                raise _missing(f"tools[{i}].function")
+                raise missing_param(f"tools[{i}].function")
             if not isinstance(function.get("name"), str):
-                raise _missing(f"tools[{i}].function.name")
+                raise missing_param(f"tools[{i}].function.name")
             params = function.get("parameters")
             if params is not None and not isinstance(params, dict):
-                raise _invalid_type(f"tools[{i}].function.parameters", "an object", params)
+                raise invalid_type(f"tools[{i}].function.parameters", "an object", params)
     choice = body.get("tool_choice")
     forced: str | None = None  # "" = any tool, a name = that tool, None = the model decides
     if tools:
@@ -466,7 +327,7 @@ def _structured(
     if fmt is None:
         return "text", None, tools, forced
     if not isinstance(fmt, dict):
-        raise _invalid_type("response_format", "an object", fmt)
+        raise invalid_type("response_format", "an object", fmt)
     kind = fmt.get("type")
     if kind == "text":
         return "text", None, tools, forced
@@ -475,10 +336,10 @@ def _structured(
     if kind == "json_schema":
         spec = fmt.get("json_schema")
         if not isinstance(spec, dict):
-            raise _missing("response_format.json_schema")
+            raise missing_param("response_format.json_schema")
         schema = spec.get("schema", {})
         if not isinstance(schema, dict):
-            raise _invalid_type("response_format.json_schema.schema", "an object", schema)
+            raise invalid_type("response_format.json_schema.schema", "an object", schema)
         return "json_schema", schema, tools, forced
     raise BadRequest(
         f"Invalid value: {kind!r}. Supported values are: 'text', 'json_object', and 'json_schema'.",
@@ -548,7 +409,7 @@ def _tool_result_answer(messages: list[Any], question: str) -> str:
         if msg.get("role") not in ("tool", "function"):
             break
         name = msg.get("name") or names.get(str(msg.get("tool_call_id")), "tool")
-        content = _content_text(msg.get("content"), "content").strip()
+        content = content_text(msg.get("content"), "content").strip()
         results.append((str(name), content))
     results.reverse()
     said = "; ".join(f"the {name} tool returned {content}" for name, content in results)
@@ -560,11 +421,11 @@ def _tool_result_answer(messages: list[Any], question: str) -> str:
 
 
 def parse_completion(body: dict[str, Any], default_seed: int) -> Answer:
-    _unknown_fields(body, _COMPLETION_FIELDS)
-    model = _model(body)
+    check_known_fields(body, _COMPLETION_FIELDS)
+    model = read_model(body)
     prompt = body.get("prompt")
     if prompt is None:
-        raise _missing("prompt")
+        raise missing_param("prompt")
     prompts: list[str]
     if isinstance(prompt, str):
         prompts = [prompt]
@@ -583,15 +444,15 @@ def parse_completion(body: dict[str, Any], default_seed: int) -> Answer:
     ):
         prompts = [" ".join(str(x) for x in p) for p in prompt]
     else:
-        raise _invalid_type(
+        raise invalid_type(
             "prompt", "a string, an array of strings or an array of token arrays", prompt
         )
-    stream = _opt_bool(body, "stream")
-    include_usage = _include_usage(body, stream)
-    n = _opt_int(body, "n", 1, 128) or 1
-    _opt_int(body, "best_of", 1, 20)
-    logprobs = _opt_int(body, "logprobs", 0, 5)
-    max_tokens = _max_tokens(body, "max_tokens", 0)
+    stream = opt_bool(body, "stream")
+    include_usage = read_include_usage(body, stream)
+    n = opt_int(body, "n", 1, 128) or 1
+    opt_int(body, "best_of", 1, 20)
+    logprobs = opt_int(body, "logprobs", 0, 5)
+    max_tokens = read_max_tokens(body, "max_tokens", 0)
     if max_tokens is None:
         max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS
     if n * len(prompts) > MAX_CHOICES:
@@ -602,13 +463,13 @@ def parse_completion(body: dict[str, Any], default_seed: int) -> Answer:
             param="n",
             code="invalid_value",
         )
-    temperature = _opt_number(body, "temperature", 0, 2)
-    _opt_number(body, "top_p", 0, 1)
-    _opt_number(body, "presence_penalty", -2, 2)
-    _opt_number(body, "frequency_penalty", -2, 2)
-    seed = _opt_int(body, "seed", -(2**63))
-    echo = _opt_bool(body, "echo")
-    stop = _stop(body)
+    temperature = opt_number(body, "temperature", 0, 2)
+    opt_number(body, "top_p", 0, 1)
+    opt_number(body, "presence_penalty", -2, 2)
+    opt_number(body, "frequency_penalty", -2, 2)
+    seed = opt_int(body, "seed", -(2**63))
+    echo = opt_bool(body, "echo")
+    stop = read_stop(body)
     variant = _variant(temperature, seed, default_seed)
     choices = []
     for p_index, text in enumerate(prompts):

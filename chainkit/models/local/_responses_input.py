@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chainkit.models.local._errors import BadRequest
-from chainkit.models.local._requests import (
-    _invalid_type,
-    _missing,
-    _model,
-    _opt_bool,
-    _opt_int,
-    _opt_number,
+from chainkit.models.local._fields import (
+    invalid_type,
+    missing_param,
+    opt_bool,
+    opt_int,
+    opt_number,
+    read_model,
 )
 from chainkit.models.local._responses_options import (
     chat_tool,
@@ -100,26 +100,26 @@ def read_responses_request(
                 param=key,
                 code="unsupported_parameter",
             )
-    model = _model(body)
-    stream = _opt_bool(body, "stream")
+    model = read_model(body)
+    stream = opt_bool(body, "stream")
     store = body.get("store") is not False
-    _opt_bool(body, "store")
+    opt_bool(body, "store")
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
-        raise _invalid_type("instructions", "a string", instructions)
-    max_output = _opt_int(body, "max_output_tokens", MIN_OUTPUT_TOKENS)
-    temperature = _opt_number(body, "temperature", 0, 2)
-    top_p = _opt_number(body, "top_p", 0, 1)
-    top_logprobs = _opt_int(body, "top_logprobs", 0, 20) or 0
+        raise invalid_type("instructions", "a string", instructions)
+    max_output = opt_int(body, "max_output_tokens", MIN_OUTPUT_TOKENS)
+    temperature = opt_number(body, "temperature", 0, 2)
+    top_p = opt_number(body, "top_p", 0, 1)
+    top_logprobs = opt_int(body, "top_logprobs", 0, 20) or 0
     parallel = body.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
-        raise _invalid_type("parallel_tool_calls", "a boolean", parallel)
+        raise invalid_type("parallel_tool_calls", "a boolean", parallel)
     tier = body.get("service_tier") or "auto"
     if tier not in _SERVICE_TIERS:
         raise invalid_value("service_tier", tier, _SERVICE_TIERS)
     previous_id = body.get("previous_response_id")
     if previous_id is not None and not isinstance(previous_id, str):
-        raise _invalid_type("previous_response_id", "a string", previous_id)
+        raise invalid_type("previous_response_id", "a string", previous_id)
 
     turn = _input_messages(body.get("input"), previous is not None)
     history = [*(previous or []), *turn]
@@ -130,7 +130,7 @@ def read_responses_request(
     reasoning = read_reasoning(body.get("reasoning"), model)
     include = body.get("include") or []
     if not isinstance(include, list) or not all(isinstance(i, str) for i in include):
-        raise _invalid_type("include", "an array of strings", include)
+        raise invalid_type("include", "an array of strings", include)
 
     messages = [{"role": "system", "content": instructions}] if instructions else []
     chat: dict[str, Any] = {"model": model, "messages": [*messages, *history]}
@@ -175,7 +175,7 @@ def read_responses_request(
 def _optstring(body: dict[str, Any], key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
-        raise _invalid_type(key, "a string", value)
+        raise invalid_type(key, "a string", value)
     return value
 
 
@@ -184,7 +184,7 @@ def _metadata(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _invalid_type("metadata", "an object", value)
+        raise invalid_type("metadata", "an object", value)
     if len(value) > 16:
         raise BadRequest(
             f"Invalid 'metadata': too many properties. Expected at most 16, got {len(value)}.",
@@ -209,16 +209,16 @@ def _input_messages(value: Any, has_previous: bool) -> list[dict[str, Any]]:
     if value is None:
         if has_previous:
             return []
-        raise _missing("input")
+        raise missing_param("input")
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     if not isinstance(value, list):
-        raise _invalid_type("input", "a string or an array of input items", value)
+        raise invalid_type("input", "a string or an array of input items", value)
     messages: list[dict[str, Any]] = []
     for i, item in enumerate(value):
         param = f"input[{i}]"
         if not isinstance(item, dict):
-            raise _invalid_type(param, "an object", item)
+            raise invalid_type(param, "an object", item)
         kind = item.get("type", "message")
         if kind == "message":
             messages.append(_message(item, param))
@@ -239,7 +239,7 @@ def _input_messages(value: Any, has_previous: bool) -> list[dict[str, Any]]:
         elif kind == "function_call_output":
             output = item.get("output")
             if output is None:
-                raise _missing(f"{param}.output")
+                raise missing_param(f"{param}.output")
             messages.append(
                 {
                     "role": "tool",
@@ -265,12 +265,12 @@ def _input_messages(value: Any, has_previous: bool) -> list[dict[str, Any]]:
 def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
     role = item.get("role")
     if role is None:
-        raise _missing(f"{param}.role")
+        raise missing_param(f"{param}.role")
     if role not in _MESSAGE_ROLES:
         raise invalid_value(f"{param}.role", role, _MESSAGE_ROLES)
     content = item.get("content")
     if content is None:
-        raise _missing(f"{param}.content")
+        raise missing_param(f"{param}.content")
     if isinstance(content, str):
         return {"role": role, "content": content}
     return {"role": role, "content": _parts(content, f"{param}.content", role)}
@@ -279,12 +279,12 @@ def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
 def _parts(content: Any, param: str, role: str) -> list[dict[str, Any]]:
     """Responses content parts as chat content parts (text, image_url, file)."""
     if not isinstance(content, list):
-        raise _invalid_type(param, "a string or an array of content parts", content)
+        raise invalid_type(param, "a string or an array of content parts", content)
     parts: list[dict[str, Any]] = []
     for i, part in enumerate(content):
         where = f"{param}[{i}]"
         if not isinstance(part, dict):
-            raise _invalid_type(where, "an object", part)
+            raise invalid_type(where, "an object", part)
         kind = part.get("type")
         if kind in _TEXT_PARTS:
             parts.append({"type": "text", "text": string(part, "text", where)})
@@ -293,7 +293,7 @@ def _parts(content: Any, param: str, role: str) -> list[dict[str, Any]]:
         elif kind == "input_image" and role != "assistant":
             url = part.get("image_url") or part.get("file_id")
             if not isinstance(url, str):
-                raise _missing(f"{where}.image_url")
+                raise missing_param(f"{where}.image_url")
             parts.append({"type": "image_url", "image_url": {"url": url}})
         elif kind == "input_file" and role != "assistant":
             file = {k: part[k] for k in ("file_data", "file_id", "filename") if k in part}

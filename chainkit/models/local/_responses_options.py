@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from chainkit.models.local._errors import BadRequest
-from chainkit.models.local._requests import _invalid_type, _missing
+from chainkit.models.local._fields import invalid_type, missing_param
 
 __all__ = [
     "chat_tool",
@@ -38,9 +38,9 @@ def invalid_value(param: str, value: Any, allowed: tuple[str, ...]) -> BadReques
 def string(item: dict[str, Any], key: str, param: str) -> str:
     value = item.get(key)
     if value is None:
-        raise _missing(f"{param}.{key}")
+        raise missing_param(f"{param}.{key}")
     if not isinstance(value, str):
-        raise _invalid_type(f"{param}.{key}", "a string", value)
+        raise invalid_type(f"{param}.{key}", "a string", value)
     return value
 
 
@@ -48,12 +48,12 @@ def read_tools(value: Any) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _invalid_type("tools", "an array", value)
+        raise invalid_type("tools", "an array", value)
     tools = []
     for i, tool in enumerate(value):
         param = f"tools[{i}]"
         if not isinstance(tool, dict):
-            raise _invalid_type(param, "an object", tool)
+            raise invalid_type(param, "an object", tool)
         if tool.get("type") != "function":
             raise BadRequest(
                 f"The local model has no built-in tool {tool.get('type')!r}; only function "
@@ -64,10 +64,10 @@ def read_tools(value: Any) -> list[dict[str, Any]]:
         name = string(tool, "name", param)
         params = tool.get("parameters")
         if params is not None and not isinstance(params, dict):
-            raise _invalid_type(f"{param}.parameters", "an object", params)
+            raise invalid_type(f"{param}.parameters", "an object", params)
         description = tool.get("description")
         if description is not None and not isinstance(description, str):
-            raise _invalid_type(f"{param}.description", "a string", description)
+            raise invalid_type(f"{param}.description", "a string", description)
         strict = tool.get("strict")
         tools.append(
             {
@@ -110,7 +110,7 @@ def read_tool_choice(value: Any, tools: list[dict[str, Any]]) -> tuple[Any, Any,
     if kind == "allowed_tools":
         allowed = value.get("tools")
         if not isinstance(allowed, list) or not allowed:
-            raise _missing("tool_choice.tools")
+            raise missing_param("tool_choice.tools")
         keep = {t.get("name") for t in allowed if isinstance(t, dict)}
         unknown = keep - names
         if unknown:
@@ -136,13 +136,13 @@ def read_text(value: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     if value is None:
         return {"format": {"type": "text"}, "verbosity": "medium"}, None
     if not isinstance(value, dict):
-        raise _invalid_type("text", "an object", value)
+        raise invalid_type("text", "an object", value)
     verbosity = value.get("verbosity") or "medium"
     if verbosity not in ("low", "medium", "high"):
         raise invalid_value("text.verbosity", verbosity, ("low", "medium", "high"))
     fmt = value.get("format") or {"type": "text"}
     if not isinstance(fmt, dict):
-        raise _invalid_type("text.format", "an object", fmt)
+        raise invalid_type("text.format", "an object", fmt)
     kind = fmt.get("type")
     echo = {"format": fmt, "verbosity": verbosity}
     if kind == "text":
@@ -153,9 +153,9 @@ def read_text(value: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
         name = string(fmt, "name", "text.format")
         schema = fmt.get("schema")
         if schema is None:
-            raise _missing("text.format.schema")
+            raise missing_param("text.format.schema")
         if not isinstance(schema, dict):
-            raise _invalid_type("text.format.schema", "an object", schema)
+            raise invalid_type("text.format.schema", "an object", schema)
         strict = fmt.get("strict")
         echo["format"] = {
             "type": "json_schema",
@@ -174,7 +174,7 @@ def read_reasoning(value: Any, model: str) -> dict[str, Any] | None:
     if value is None:
         return {"effort": "medium", "summary": None} if reasons_by_name else None
     if not isinstance(value, dict):
-        raise _invalid_type("reasoning", "an object", value)
+        raise invalid_type("reasoning", "an object", value)
     effort = value.get("effort") or "medium"
     if effort not in _EFFORTS:
         raise invalid_value("reasoning.effort", effort, _EFFORTS)
