@@ -51,7 +51,7 @@ from chainkit.runners._ray_transport import (
     is_openai_model,
     load_chain,
 )
-from chainkit.runners._records import ResultRecord
+from chainkit.runners._records import ResultRecord, sanitized
 
 __all__ = ["FLUSH_INTERVAL", "FLUSH_RECORDS", "Limiter", "Worker", "block_executor", "failure_of"]
 
@@ -139,7 +139,7 @@ class _Block:
     taken: float = 0.0  # when the driver last took records
 
     async def deliver(self, record: ResultRecord) -> bool:
-        self.finished.append(record)
+        self.finished.append(sanitized(record))  # plain JSON, to travel to the driver
         self.ready.set()
         return True
 

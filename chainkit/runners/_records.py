@@ -157,14 +157,16 @@ def ok_record(
     usage: Usage | None = None,
     ttft: float | None = None,
 ) -> ResultRecord:
-    """The record of an item that succeeded (``t0``: ``time.monotonic()`` at its start); the
-    output is JSON already (so that it travels, e.g. from a Ray worker)."""
+    """The record of an item that succeeded (``t0``: ``time.monotonic()`` at its start). The
+    output is kept as the chain returned it: the recorder turns it into JSON
+    (:func:`sanitized`); a record that travels first (from a Ray worker) is sanitized
+    where it is made."""
     return ResultRecord(
         index=item.index,
         id=item.id,
         line=item.line,
         input=item.value,
-        output=output_json(output),
+        output=output,
         attempts=attempts,
         started=started,
         ended=datetime.now(UTC),
