@@ -63,8 +63,11 @@ $(NOTEBOOK_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[notebook]"
 	@touch $(NOTEBOOK_STAMP)
 
+# (as root, in a container, JupyterLab refuses to start without --allow-root)
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(NOTEBOOK_STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/
 
 # Run every notebook top to bottom and store it with its outputs (tests/test_notebooks.py
 # fails when the stored outputs are stale).

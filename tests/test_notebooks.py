@@ -14,6 +14,10 @@ from __future__ import annotations
 import base64
 import copy
 import difflib
+import re
+import shutil
+import subprocess
+import tomllib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -99,6 +103,33 @@ def test_notebooks_are_stored_with_their_outputs() -> None:
             assert expected in text, f"{book.name}: {expected!r} not in the stored outputs"
         assert CANARY_KEY not in text
         assert "chainkit.testing" not in "".join(c.source for c in code)  # public API only
+
+
+def test_make_lab_installs_the_notebook_extra_and_opens_jupyterlab_on_the_notebooks(
+    tmp_path: Path,
+) -> None:
+    """`make -n lab` (the commands, not run): the extra into the venv, then JupyterLab."""
+    root = NOTEBOOKS.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    names = {re.split(r"[<>=\[ ]", req, maxsplit=1)[0] for req in extras["notebook"]}
+    assert {"jupyterlab", "ipykernel", "matplotlib", "nbclient", "nbformat"} <= names
+    make = shutil.which("make")
+    assert make is not None
+    venv = tmp_path / "venv"  # a venv that does not exist: make prints the whole set-up
+    commands = subprocess.run(  # noqa: S603
+        [make, "-n", "-C", str(root), "lab", "notebooks", f"VENV={venv}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    install = commands.index(f'{venv}/bin/python -m pip install --quiet -e ".[notebook]"')
+    lab = commands.index(f"{venv}/bin/jupyter lab")
+    assert install < lab
+    assert commands[lab:].splitlines()[0].endswith(" notebooks/")
+    assert f"{venv}/bin/python -m tests.notebook_outputs" in commands
 
 
 def test_comparison_ignores_what_varies_and_catches_what_a_reader_sees() -> None:
