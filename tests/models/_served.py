@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def local_model_process() -> Iterator[str]:
-    """A local model server process on a free port; yields its ``base_url``."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chainkit.models.local", "--port", "0"],
+def local_model_server(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A local model server process on a free port (and ``args``); yields its ``base_url``
+    and the process. On the way out: SIGTERM, and no traceback on its stderr."""
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "chainkit.models.local", "--port", "0", *args],
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -36,7 +37,7 @@ def local_model_process() -> Iterator[str]:
         line = proc.stderr.readline()
         match = re.search(r"OPENAI_BASE_URL=(\S+)", line)
         assert match, line
-        yield match.group(1)
+        yield match.group(1), proc
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
@@ -44,6 +45,13 @@ def local_model_process() -> Iterator[str]:
             rest = proc.stderr.read()
             proc.stderr.close()
             assert "Traceback" not in rest, rest
+
+
+@contextmanager
+def local_model_process() -> Iterator[str]:
+    """A local model server process on a free port; yields its ``base_url``."""
+    with local_model_server() as (base_url, _):
+        yield base_url
 
 
 def png() -> bytes:

@@ -3,7 +3,8 @@
 :class:`LocalModelChatFeatures` goes before ``ChatModelIntegrationTests`` in a suite's
 bases: the feature flags the local model meets on both APIs (Chat Completions and
 Responses), and the suite's sample downloads answered offline (tests use loopback only).
-Each suite adds what differs: its model, audio inputs, the model-override value.
+:class:`ChainkitChatOpenAI` makes the suite's model as chainkit makes it. Each suite
+adds what differs: its settings, audio inputs, the model-override value.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import chat_models as chat_suite
 
+from chainkit.models import load_model
 from chainkit.models.local._chat_options import wav_bytes
 from tests.models._served import offline_get
 
@@ -23,6 +27,21 @@ def offline_sample(url: str, **kwargs: Any) -> SimpleNamespace:
     if url.endswith(".wav"):
         return SimpleNamespace(content=wav_bytes("a bird calls in the morning"))
     return offline_get(url, **kwargs)
+
+
+class ChainkitChatOpenAI:
+    """The suite's ``ChatOpenAI`` made by ``load_model("openai:<model>", ...)``."""
+
+    @pytest.fixture
+    def model(self, request: Any) -> BaseChatModel:
+        """ChatOpenAI made as chainkit makes it (an async client per event loop)."""
+        extra = getattr(request, "param", None) or {}
+        params = {**self.standard_chat_model_params, **self.chat_model_params, **extra}
+        return load_model(f"openai:{params.pop('model')}", **params)
+
+    @property
+    def chat_model_class(self) -> type[ChatOpenAI]:
+        return ChatOpenAI
 
 
 class LocalModelChatFeatures:

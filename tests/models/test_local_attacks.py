@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import re
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import openai
 import orjson
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.models._served import ROOT, local_model_server
+
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "write a poem about tea"}]}
 
 
@@ -37,26 +36,11 @@ class Proc:
 
 @contextlib.contextmanager
 def serve(*args: str) -> Iterator[Proc]:
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "chainkit.models.local", "--port", "0", *args],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        match = re.search(r"OPENAI_BASE_URL=http://([^:]+):(\d+)/v1", line)
-        assert match, line
+    with local_model_server(*args) as (base_url, proc):
+        match = re.fullmatch(r"http://([^:]+):(\d+)/v1", base_url)
+        assert match, base_url
         port = int(match.group(2))
         yield Proc(f"http://127.0.0.1:{port}", port, proc)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-        if proc.stderr is not None:
-            rest = proc.stderr.read()
-            proc.stderr.close()
-            assert "Traceback" not in rest, rest
 
 
 @pytest.fixture(scope="module")

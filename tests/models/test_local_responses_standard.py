@@ -25,16 +25,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+from langchain_openai import OpenAIEmbeddings
 from langchain_tests.integration_tests import (
     ChatModelIntegrationTests,
     EmbeddingsIntegrationTests,
 )
 
-from chainkit.models import HttpPool, load_model
+from chainkit.models import HttpPool
 from tests.models._served import local_model_process
-from tests.models._standard import LocalModelChatFeatures
+from tests.models._standard import ChainkitChatOpenAI, LocalModelChatFeatures
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Received a Pydantic BaseModel V1 schema:UserWarning"),
@@ -53,18 +52,9 @@ def _local_model_process() -> Iterator[str]:
     _SERVER.clear()
 
 
-class TestResponsesAPIStandard(LocalModelChatFeatures, ChatModelIntegrationTests):
-    @pytest.fixture
-    def model(self, request: Any) -> BaseChatModel:
-        """ChatOpenAI made as chainkit makes it (an async client per event loop)."""
-        extra = getattr(request, "param", None) or {}
-        params = {**self.standard_chat_model_params, **self.chat_model_params, **extra}
-        return load_model(f"openai:{params.pop('model')}", **params)
-
-    @property
-    def chat_model_class(self) -> type[ChatOpenAI]:
-        return ChatOpenAI
-
+class TestResponsesAPIStandard(
+    ChainkitChatOpenAI, LocalModelChatFeatures, ChatModelIntegrationTests
+):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {

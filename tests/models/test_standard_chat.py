@@ -16,13 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from chainkit.models import load_model
 from tests.models._served import local_model_process
-from tests.models._standard import LocalModelChatFeatures
+from tests.models._standard import ChainkitChatOpenAI, LocalModelChatFeatures
 
 pytestmark = [
     # upstream: langchain-openai model_dump()s the SDK's parsed stream snapshots and pydantic
@@ -43,18 +40,9 @@ def _local_model_process() -> Iterator[str]:
     _SERVER.clear()
 
 
-class TestChatCompletionsStandard(LocalModelChatFeatures, ChatModelIntegrationTests):
-    @pytest.fixture
-    def model(self, request: Any) -> BaseChatModel:
-        """ChatOpenAI made as chainkit makes it (an async client per event loop)."""
-        extra = getattr(request, "param", None) or {}
-        params = {**self.standard_chat_model_params, **self.chat_model_params, **extra}
-        return load_model(f"openai:{params.pop('model')}", **params)
-
-    @property
-    def chat_model_class(self) -> type[ChatOpenAI]:
-        return ChatOpenAI
-
+class TestChatCompletionsStandard(
+    ChainkitChatOpenAI, LocalModelChatFeatures, ChatModelIntegrationTests
+):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"model": "gpt-4o-mini", "base_url": _SERVER["base_url"], "api_key": "x"}
