@@ -51,7 +51,7 @@ pytest-min: $(MIN_STAMP)
 test: lint typecheck pytest pytest-min
 
 # Each benchmark prints its figures; benchmarks/README.md records the latest ones.
-BENCHMARKS := local_model model_client chain_parsers capture_overhead runner server trace_render ray_scaling
+BENCHMARKS := local_model model_client chain_parsers capture_overhead otel_overhead runner server trace_render ray_scaling
 bench: install
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 

@@ -169,6 +169,29 @@ def measure(mode: Mode, loop: asyncio.AbstractEventLoop) -> None:
     mode.samples.append((c1 - c0) / chunks * 1000)
 
 
+def story_model(base_url: str) -> ChatOpenAI:
+    """The model every mode streams from: the local model at ``base_url``, 400 tokens."""
+    return ChatOpenAI(
+        model="chainkit-local",
+        base_url=base_url,
+        api_key="bench",  # type: ignore[arg-type]
+        max_tokens=400,
+        temperature=0,
+        stream_usage=True,
+        max_retries=0,
+    )
+
+
+def run_rounds(modes: dict[str, Mode], loop: asyncio.AbstractEventLoop, rounds: int) -> None:
+    """One warm-up pass (connections, imports, caches), then ``rounds`` interleaved rounds."""
+    for mode in modes.values():
+        measure(mode, loop)
+        mode.samples.clear()
+    for _ in range(rounds):
+        for mode in modes.values():
+            measure(mode, loop)
+
+
 def report(modes: dict[str, Mode]) -> list[str]:
     def m(name: str) -> float:
         return modes[name].best
@@ -333,25 +356,12 @@ def main() -> None:
 
     proc, base_url = start_server()
     try:
-        model = ChatOpenAI(
-            model="chainkit-local",
-            base_url=base_url,
-            api_key="bench",  # type: ignore[arg-type]
-            max_tokens=400,
-            temperature=0,
-            stream_usage=True,
-            max_retries=0,
-        )
+        model = story_model(base_url)
         stock = ChatPromptTemplate.from_template(TEMPLATE) | model | StrOutputParser()
         ours = make_chain(TEMPLATE, model=model, name="story")
         modes = {mode.name: mode for mode in build_modes(stock, ours, args.streams)}
         loop = asyncio.new_event_loop()
-        for mode in modes.values():  # warm up: connections, imports, caches
-            measure(mode, loop)
-            mode.samples.clear()
-        for _ in range(args.rounds):
-            for mode in modes.values():
-                measure(mode, loop)
+        run_rounds(modes, loop, args.rounds)
         print(f"{args.streams} streams x {args.rounds} rounds; client CPU s per 1,000 chunks")
         print("\n".join(report(modes)))
         print("\n".join(callback_report(modes)))

@@ -32,12 +32,11 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.output_parsers import JsonOutputParser, StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
-from langchain_openai import ChatOpenAI
 
 from chainkit.chains import InlineJsonOutputParser, InlineStrOutputParser, make_chain, stock_chain
 
 sys.path.insert(0, str(Path(__file__).parent))
-from capture_overhead import start_server
+from capture_overhead import start_server, story_model
 
 TEMPLATE = "Write a short story about {topic}."
 CHUNKS = 2_000
@@ -96,15 +95,7 @@ def parser_alone(loop: asyncio.AbstractEventLoop, rounds: int) -> list[str]:
 def whole_chain(loop: asyncio.AbstractEventLoop, streams: int, rounds: int) -> list[str]:
     proc, base_url = start_server()
     try:
-        model = ChatOpenAI(
-            model="chainkit-local",
-            base_url=base_url,
-            api_key="bench",  # type: ignore[arg-type]
-            max_tokens=400,
-            temperature=0,
-            stream_usage=True,
-            max_retries=0,
-        )
+        model = story_model(base_url)
         chains: dict[str, Runnable[Any, Any]] = {
             "stock chain (StrOutputParser)": stock_chain(TEMPLATE, model=model),
             "chainkit chain (inline parser)": make_chain(TEMPLATE, model=model, name="story"),
