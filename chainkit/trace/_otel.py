@@ -295,13 +295,19 @@ def _genai_attributes(run: Run, include_content: bool) -> dict[str, Any]:
     return attrs
 
 
-def _message(outputs: Any) -> dict[str, Any]:
-    """The model's message in a run's outputs (a message dict, or LangChain's generations)."""
+def _first_generation(outputs: Any) -> Any:
+    """A run's outputs, or the first of LangChain's generations when it holds them."""
     value = outputs
     if isinstance(value, dict) and isinstance(value.get("generations"), list):
         value = value["generations"]
     while isinstance(value, list) and value:
         value = value[0]
+    return value
+
+
+def _message(outputs: Any) -> dict[str, Any]:
+    """The model's message in a run's outputs (a message dict, or LangChain's generations)."""
+    value = _first_generation(outputs)
     if isinstance(value, dict) and isinstance(value.get("message"), dict):
         value = value["message"]
     if isinstance(value, dict) and isinstance(value.get("kwargs"), dict):
@@ -321,11 +327,7 @@ def _response_metadata(outputs: Any) -> dict[str, Any]:
 
 
 def _generation_info(outputs: Any) -> dict[str, Any]:
-    value = outputs
-    if isinstance(value, dict) and isinstance(value.get("generations"), list):
-        value = value["generations"]
-    while isinstance(value, list) and value:
-        value = value[0]
+    value = _first_generation(outputs)
     info = value.get("generation_info") if isinstance(value, dict) else None
     return info if isinstance(info, dict) else {}
 
