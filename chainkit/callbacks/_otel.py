@@ -68,6 +68,7 @@ class OTelCapture(StreamCapture):
         self.include_content = include_content
         self.max_chunk_events = max_chunk_events
         self._own: list[Any] = []  # providers this handler made, shut down by shutdown()
+        self._shut_down = False
         try:  # the API may come with another package (FastAPI); the SDK comes with the extra
             from opentelemetry import metrics, trace
 
@@ -138,7 +139,13 @@ class OTelCapture(StreamCapture):
                 force_flush()
 
     def shutdown(self) -> None:
-        """Flush, and shut down the providers this handler made (not the caller's)."""
+        """Flush, and shut down the providers this handler made (not the caller's).
+
+        Once is enough: a second call (the service's lifespan, then the command) does nothing.
+        """
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.flush()
         for provider in self._own:
             provider.shutdown()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from enum import StrEnum
@@ -189,9 +190,6 @@ def batch(
         from chainkit.callbacks import StreamCapture
 
         callbacks.append(StreamCapture(trace))
-    otel = otlp_handler(otlp)
-    if otel is not None:
-        callbacks.append(otel)
     options = BatchOptions(
         limits=Limits(max_concurrency=max_concurrency, rpm=rpm, tpm=tpm),
         retry=RetryPolicy(attempts=retries + 1),
@@ -211,6 +209,9 @@ def batch(
         workers=workers,
         provider=provider,
     )
+    otel = otlp_handler(otlp)  # after the options are valid: nothing to shut down before
+    if otel is not None:
+        options = dataclasses.replace(options, callbacks=[*callbacks, otel])
     hints = logging.getLogger("chainkit.runners._recorder")
     hints.addFilter(_drop_resume_hint)  # Ctrl-C: the one line below says how to resume
     try:

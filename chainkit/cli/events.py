@@ -152,7 +152,12 @@ def events(
     values = parse_inputs(inputs)
     otel = otlp_handler(otlp)
     config: Any = {"callbacks": [otel]} if otel is not None else None
-    recorder = Trace(trace) if trace is not None else None
+    try:
+        recorder = Trace(trace) if trace is not None else None
+    except BaseException:
+        if otel is not None:
+            otel.shutdown()
+        raise
     fmt = EventFormatter()
     filters = {
         "include_types": _names(include_types),

@@ -109,14 +109,18 @@ def serve(
     def ready(url: str) -> None:
         typer.echo(f"chainkit serve: listening on {url} (docs: {url}/docs; {auth})", err=True)
 
-    otel = otlp_handler(otlp)  # shut down with the service (its lifespan)
-    run_service(
-        host,
-        port,
-        model=model,
-        chains_dir=chains_dir,
-        settings=settings,
-        insecure=insecure,
-        on_ready=ready,
-        callbacks=[otel] if otel is not None else (),
-    )
+    otel = otlp_handler(otlp)  # shut down with the service (its lifespan), or here
+    try:
+        run_service(
+            host,
+            port,
+            model=model,
+            chains_dir=chains_dir,
+            settings=settings,
+            insecure=insecure,
+            on_ready=ready,
+            callbacks=[otel] if otel is not None else (),
+        )
+    finally:
+        if otel is not None:
+            otel.shutdown()

@@ -285,10 +285,14 @@ def stream(
     from chainkit.trace import Trace
 
     values = parse_inputs(inputs)
-    otel = otlp_handler(otlp)
     recorder = Trace(trace) if trace is not None else Trace()
     capture = StreamCapture(recorder)
     run_id = uuid4()
+    try:
+        otel = otlp_handler(otlp)
+    except BaseException:
+        recorder.close()
+        raise
     config: Any = {"callbacks": [capture] if otel is None else [capture, otel], "run_id": run_id}
     fmt = ChunkFormatter(sep=sep)
     start = time.perf_counter()

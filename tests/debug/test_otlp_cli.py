@@ -257,3 +257,35 @@ def test_serve_otlp_sends_every_request_and_flushes_at_shutdown(
     roots = [s for s in got.spans if "parentSpanId" not in s]
     assert len(roots) == 3
     assert all(r["name"] == "haiku" for r in roots)
+
+
+def _otel_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("Otel") and t.is_alive()]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["stream", "haiku", "-i", "topic=tea"],
+        ["stream", "haiku", "-i", "topic"],  # a bad -i: one line, exit 2
+        ["events", "haiku", "-i", "topic=tea", "--limit", "2"],
+        ["batch", "haiku", "-c", "0"],  # bad options: exit 2 before any work
+    ],
+)
+def test_otlp_handlers_are_shut_down_whatever_happens(
+    argv: list[str],
+    otlp_env: tuple[str, Received],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = _otel_threads()
+    if argv[0] == "batch":
+        source = tmp_path / "in.jsonl"
+        source.write_text('{"topic": "tea"}\n')
+        argv = [*argv, "-i", str(source), "-o", str(tmp_path / "o.jsonl"), "--no-progress"]
+    code = main([*argv, "--otlp"])
+    err = capsys.readouterr().err
+    assert code == (0 if argv[0] != "batch" and argv[-1] != "topic" else 2), err
+    # the exporting threads of the command's own providers are gone: nothing keeps
+    # running (or sending) after the command
+    assert _otel_threads() == before
