@@ -127,7 +127,7 @@ def import_(
     be mapped is said in one line each on stderr.
     """
     from chainkit.errors import TraceError, UserError
-    from chainkit.trace._otel import otlp_json_to_trace
+    from chainkit.trace._otel_import import otlp_json_to_trace
 
     if output.exists() and not overwrite:
         raise UserError(f"{output} already exists; pass --overwrite to replace it")

@@ -19,12 +19,12 @@ from chainkit.cli import main
 from chainkit.debug import diff_traces
 from chainkit.trace import Trace
 from chainkit.trace._otel import (
-    otlp_json_to_trace,
     runs_to_spans,
     span_id_of,
     spans_to_otlp_json,
     trace_id_of,
 )
+from chainkit.trace._otel_import import otlp_json_to_trace
 from tests.conftest import CANARY_KEY, Received
 from tests.conftest import otlp_attrs as _attrs
 from tests.conftest import otlp_hex as _hex
