@@ -25,7 +25,7 @@ SEEDS = ROOT / "examples" / "seeds"
 
 # Breaking out of an async stream leaves the HTTP body to be closed when the event loop
 # shuts down; httpx2/httpcore2 then may print this (upstream, harmless: the program's
-# output and exit code are right). The demo drains the stream instead of breaking.
+# output and exit code are right). (chainkit demo breaks too, quietly.)
 ABANDONED_STREAM_NOISE = re.compile(
     r"an error occurred during closing of asynchronous generator.*?RuntimeError: [^\n]*\n",
     flags=re.S,
