@@ -167,6 +167,8 @@ def batch(
         return _batch_jobs(chain, output)
     if input_path is None:
         raise typer.BadParameter("missing option '--input' (a JSONL file of inputs)")
+    if retry_failed and not resume:
+        raise typer.BadParameter("--retry-failed needs --resume (it re-runs the failed records)")
     provider = None
     if backend is BackendChoice.openai_batch:
         from chainkit.runners import ProviderBatchSettings

@@ -196,3 +196,15 @@ def test_local_exec_runs_the_command_with_this_environment_first_on_path(
     assert main(["local", "exec", "--", "python", "-c", probe]) == 0
     assert main(["local", "exec", "--help"]) == 0
     assert "first on PATH" in " ".join(capsys.readouterr().out.split())
+
+
+def test_retry_failed_without_resume_is_phrased_for_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"n": 1}\n')
+    argv = ["batch", "fact", "-i", str(inputs), "-o", str(tmp_path / "o.jsonl"), "--retry-failed"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--retry-failed needs --resume" in err
+    assert "=True" not in err
