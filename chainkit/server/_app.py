@@ -22,6 +22,7 @@ from chainkit import __version__
 from chainkit.callbacks import attach
 from chainkit.errors import ChainkitError
 from chainkit.server._auth import OPEN_PATHS, AuthMiddleware
+from chainkit.server._docs import add_offline_docs
 from chainkit.server._errors import ApiError, error_body, error_json, one_line
 from chainkit.server._limits import BodyLimitMiddleware
 from chainkit.server._logging import AccessLogMiddleware, request_info
@@ -210,7 +211,10 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below, from local assets
+        redoc_url=None,
     )
+    add_offline_docs(app, title="chainkit")
     app.state.chainkit = state
     app.include_router(router)
     app.include_router(chain_router)
