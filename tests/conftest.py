@@ -11,6 +11,7 @@ import base64
 import gc
 import ipaddress
 import os
+import signal
 import socket
 import threading
 import tracemalloc
@@ -23,6 +24,20 @@ from typing import Any
 import pytest
 
 CANARY_KEY = "sk-chainkit-canary-7f3a9c2e1b5d4f60"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C is Ctrl-C in every test, whoever started pytest.
+
+    A process started with SIGINT ignored (pytest-xdist's workers, ``nohup``, a
+    background job of a non-interactive shell) passes that on to every process
+    it starts, and Python then installs no KeyboardInterrupt handler: the tests
+    that press Ctrl-C (``_thread.interrupt_main``, or SIGINT to a ``chainkit``
+    subprocess) would see nothing happen. Restore Python's own handler here, so
+    the test and its subprocesses start as from a terminal.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
