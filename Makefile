@@ -6,6 +6,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PYTEST_ARGS ?=
+# The suite runs in 3 pytest-xdist workers: its tests mostly wait on servers and subprocesses,
+# so the workers overlap those waits even on 2 cores. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
@@ -31,7 +34,7 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The chains, callbacks and compat-seam tests once more, against the LOWEST langchain-core
 # and langchain-openai that pyproject.toml allows (.ci/min_requirements.py reads them), in
