@@ -191,26 +191,30 @@ def test_standalone_server_says_where_it_listens(argv: list[str]) -> None:
     import re
     import signal
 
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    # the Popen context closes the pipe and waits, so a failed check leaks no process
+    with subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, *argv], stderr=subprocess.PIPE, text=True, cwd=ROOT
-    )
-    try:
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline()
+            match = re.search(r"OPENAI_BASE_URL=(\S+) OPENAI_API_KEY=(\S+)", line)
+            assert match, line
+            with openai.OpenAI(base_url=match.group(1), api_key=match.group(2)) as client:
+                chunks = list(
+                    client.completions.create(model="m", prompt="hi", max_tokens=5, stream=True)
+                )
+            assert len(chunks) == 6
+        finally:
+            proc.send_signal(signal.SIGTERM if "-m" in argv else signal.SIGINT)
+            try:
+                code = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+        assert code in (0, 130)
         assert proc.stderr is not None
-        line = proc.stderr.readline()
-        match = re.search(r"OPENAI_BASE_URL=(\S+) OPENAI_API_KEY=(\S+)", line)
-        assert match, line
-        with openai.OpenAI(base_url=match.group(1), api_key=match.group(2)) as client:
-            chunks = list(
-                client.completions.create(model="m", prompt="hi", max_tokens=5, stream=True)
-            )
-        assert len(chunks) == 6
-    finally:
-        proc.send_signal(signal.SIGTERM if "-m" in argv else signal.SIGINT)
-        assert proc.wait(10) in (0, 130)
-        if proc.stderr is not None:
-            rest = proc.stderr.read()
-            proc.stderr.close()
-            assert "Traceback" not in rest
+        assert "Traceback" not in proc.stderr.read()
 
 
 def test_public_names_are_sorted_and_importable() -> None:
