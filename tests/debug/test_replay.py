@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import statistics
-import time
+from types import SimpleNamespace
 
 import openai
 import pytest
@@ -11,7 +10,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from chainkit.callbacks import StreamCapture
-from chainkit.debug import ReplayChatModel, rebuild_error
+from chainkit.debug import ReplayChatModel, _replay, rebuild_error
 from chainkit.debug._sample import FAILURE, synthetic_trace
 from chainkit.errors import RecordedError, ReplayExhaustedError, UserError
 from chainkit.runners import classify_error
@@ -61,38 +60,38 @@ async def test_invoke_reports_the_recorded_chunks_to_handlers() -> None:
         assert _texts(_model_runs(capture.trace)[0]) == _texts(_model_runs(trace)[0])
 
 
-def test_timing_replays_the_recorded_gaps() -> None:
+def _waits(monkeypatch: pytest.MonkeyPatch, model: ReplayChatModel) -> list[float]:
+    """The seconds ``model.stream`` sleeps, asked of its clock instead of measured."""
+    waits: list[float] = []
+    monkeypatch.setattr(_replay, "time", SimpleNamespace(sleep=waits.append))
+    list(model.stream("x"))
+    return waits
+
+
+def test_timing_replays_the_recorded_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
     trace = synthetic_trace(1, chunks=10)
     recorded = _model_runs(trace)[0]
-    model = ReplayChatModel.from_trace(trace, timing=True)
-    capture = StreamCapture(strict=True)
-    for _ in model.stream("x", config={"callbacks": [capture]}):
-        pass
-    replayed = _model_runs(capture.trace)[0]
     assert recorded.ttft is not None
-    assert replayed.ttft is not None
-    # never faster than recorded; slower only by scheduling noise (generous margins)
-    assert replayed.ttft >= recorded.ttft * 0.9
-    assert replayed.ttft <= recorded.ttft * 3 + 0.25
-    assert len(replayed.gaps) == len(recorded.gaps)
-    assert sum(replayed.gaps) >= sum(recorded.gaps) * 0.9
-    assert sum(replayed.gaps) <= sum(recorded.gaps) * 3 + 0.25
-    assert statistics.median(replayed.gaps) >= statistics.median(recorded.gaps) * 0.8
+    waits = _waits(monkeypatch, ReplayChatModel.from_trace(trace, timing=True))
+    gaps = len(recorded.gaps)
+    assert gaps == 8
+    # the waits before the first chunk with text add up to the recorded time to first
+    # chunk; then one wait per recorded gap between chunks with text
+    assert sum(waits[:-gaps]) == pytest.approx(recorded.ttft)
+    assert waits[-gaps:] == pytest.approx(recorded.gaps)
 
 
-def test_speed_scales_the_gaps_and_no_timing_means_no_wait() -> None:
+def test_speed_scales_the_gaps_and_no_timing_means_no_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     trace = synthetic_trace(1, chunks=10)
     recorded = _model_runs(trace)[0]
     assert recorded.latency is not None
-    fast = ReplayChatModel.from_trace(trace, timing=True, speed=1000.0)
-    started = time.perf_counter()
-    list(fast.stream("x"))
-    fast_time = time.perf_counter() - started
-    slow = ReplayChatModel.from_trace(trace, timing=True)
-    started = time.perf_counter()
-    list(slow.stream("x"))
-    slow_time = time.perf_counter() - started
-    assert fast_time < slow_time  # a ratio, not an absolute speed
+    slow = _waits(monkeypatch, ReplayChatModel.from_trace(trace, timing=True))
+    fast = _waits(monkeypatch, ReplayChatModel.from_trace(trace, timing=True, speed=1000.0))
+    assert fast == pytest.approx([wait / 1000 for wait in slow])
+    assert sum(slow) > 0
+    assert _waits(monkeypatch, ReplayChatModel.from_trace(trace)) == []
 
 
 async def test_a_failure_reproduces_offline() -> None:
