@@ -61,6 +61,12 @@ aria-label="filter by name">
 <button id="expand-all" type="button">expand all</button>
 <button id="zoom-reset" type="button" disabled>reset zoom</button>
 <span id="count"></span>
+<span id="legend" aria-label="legend">
+<span class="lg"><i class="sw sw-wait"></i>waiting for the first chunk</span>
+<span class="lg"><i class="sw sw-run"></i>streaming / running</span>
+<span class="lg"><i class="sw sw-err"></i>failed</span>
+<span class="lg"><b class="par">&#8741;</b> parallel branch (overlaps a sibling)</span>
+</span>
 </div>
 <main>
 <section id="waterfall">
@@ -117,6 +123,28 @@ def _run_entry(run: Run, depth: int, parent: int, t0: float) -> dict[str, Any]:
     return entry
 
 
+def mark_parallel(runs: list[dict[str, Any]]) -> None:
+    """Set ``x`` on every run whose time overlaps a sibling's: a parallel branch."""
+    siblings: dict[int, list[dict[str, Any]]] = {}
+    for entry in runs:
+        if entry["a"] is not None:
+            siblings.setdefault(entry["p"], []).append(entry)
+    for group in siblings.values():
+        group.sort(key=lambda e: e["a"])
+        latest: dict[str, Any] | None = None  # the sibling that ends last so far
+        for entry in group:
+            end = entry["b"] if entry["b"] is not None else float("inf")
+            if latest is not None and entry["a"] < _end(latest):
+                entry["x"] = latest["x"] = 1
+            if latest is None or end > _end(latest):
+                latest = entry
+
+
+def _end(entry: dict[str, Any]) -> float:
+    end = entry["b"]
+    return float(end) if end is not None else float("inf")
+
+
 def _run_detail(run: Run, events: list[list[Any]]) -> dict[str, Any]:
     start = run.start if run.start is not None else (run.chunks[0][0] if run.chunks else 0.0)
     detail: dict[str, Any] = {  # to_jsonable caps nesting: a file's data may nest 1,000 deep
@@ -171,6 +199,7 @@ def viewer_payload(trace: TraceLike, *, title: str | None = None) -> dict[str, A
     rows = tree_rows(trace)
     events = _events_by_run(trace, t0)
     runs = [_run_entry(row.run, row.depth, row.parent, t0) for row in rows]
+    mark_parallel(runs)
     details = [_run_detail(row.run, events.get(row.run.run_id, [])) for row in rows]
     ends = [r["b"] for r in runs if r["b"] is not None] + [r["a"] for r in runs if r["a"]]
     # running runs are drawn to the last thing that happened

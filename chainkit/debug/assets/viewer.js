@@ -170,8 +170,9 @@
     st.className = "st s-" + r.s;
     label.childNodes[2].textContent = r.n;
     label.childNodes[3].textContent = r.h ? " " + r.h : "";
-    label.childNodes[4].textContent = r.k;
-    el.title = r.n + " (" + r.k + ", " + r.s + ")" + (r.e ? "\n" + r.e : "");
+    label.childNodes[4].textContent = r.k + (r.x ? " \u2225" : "");
+    el.title = r.n + " (" + r.k + ", " + r.s + (r.x ? ", a parallel branch" : "") + ")" +
+      (r.e ? "\n" + r.e : "");
     el.childNodes[1].textContent = r.b === null ? "" : fmtMs(r.b - r.a);
     if (r.a === null) { bar.style.display = "none"; return; }
     bar.style.display = "";
