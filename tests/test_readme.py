@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -56,7 +57,11 @@ def why_not(command: str) -> str | None:
         "uvicorn --factory": "the app `chainkit serve` runs, under a uvicorn of your own",
         "chainkit batch status": "asks the provider about the batches of the line above",
         "chainkit batch cancel": "asks the provider about the batches of the line above",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "needs an OpenTelemetry collector",
+        "--otlp": "needs an OpenTelemetry collector",
     }
+    if command.startswith("chainkit trace export") and "-o " not in command:
+        return "needs an OpenTelemetry collector (the line writing a file runs)"
     return next((why for key, why in reasons.items() if key in command), None)
 
 
@@ -110,6 +115,11 @@ class Walk:
     def shell(self, command: str) -> None:
         if command.startswith(("chainkit serve", "chainkit local serve")):
             self.serve(command)
+            return
+        if command.startswith("export "):  # for the commands after it, as in one shell
+            for assignment in shlex.split(command, comments=True)[1:]:
+                name, _, value = assignment.partition("=")
+                self.env[name] = value
             return
         result = self.run([BASH, "-c", self.localise(command)])
         output = result.stdout + result.stderr
