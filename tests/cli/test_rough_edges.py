@@ -208,3 +208,18 @@ def test_retry_failed_without_resume_is_phrased_for_the_cli(
     err = capsys.readouterr().err
     assert "--retry-failed needs --resume" in err
     assert "=True" not in err
+
+
+def test_waits_that_overlap_count_once() -> None:
+    import asyncio
+
+    from chainkit.runners._limits import RateLimits
+
+    async def eight_at_once() -> RateLimits:
+        limits = RateLimits.create(rpm=1200, tpm=None)  # one request every 50 ms
+        await asyncio.gather(*(limits.acquire(1.0) for _ in range(8)))
+        return limits
+
+    limits = asyncio.run(eight_at_once())
+    # each waits for those before it: the waits add up to about 28 slots, the wall to 7
+    assert 0 < limits.clock.total < limits.waited
