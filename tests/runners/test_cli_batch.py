@@ -101,7 +101,7 @@ def test_resuming_with_another_chain_is_a_usage_error(
     [
         (["-c", "0"], "0"),
         (["--strategy", "fast"], "fast"),
-        (["--retry-failed"], "retry_failed=True needs resume=True"),
+        (["--retry-failed"], "--retry-failed needs --resume"),  # the CLI names its flags
     ],
 )
 def test_usage_errors_exit_two(
