@@ -23,12 +23,15 @@ def test_siblings_that_overlap_are_marked_and_sequential_ones_are_not() -> None:
     assert [bool(r.get("x")) for r in runs] == [False, False, True, True, False, False]
 
 
-def test_outline_story_shows_its_two_branches_as_parallel_and_has_a_legend(
+async def test_outline_story_shows_its_two_branches_as_parallel_and_has_a_legend(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "trace.jsonl"
+    # ainvoke: RunnableParallel gathers its branches on the event loop, so both have started
+    # (each awaits its model call) before either ends, however loaded the machine is. A sync
+    # invoke's thread pool may run them one after the other, and then they are not parallel.
     with capture(path):
-        get_chain("outline_story", model="local").invoke({"topic": "a lighthouse"})
+        await get_chain("outline_story", model="local").ainvoke({"topic": "a lighthouse"})
     runs = viewer_payload(path)["runs"]
     parallel = {r["n"] for r in runs if r.get("x")}
     # the story and its title run side by side; the outline, before them, runs alone
