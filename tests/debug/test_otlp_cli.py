@@ -11,10 +11,7 @@ import asyncio
 import builtins
 import json
 import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,7 @@ import pytest
 from chainkit.callbacks import OTelCapture, capture
 from chainkit.cli import main
 from tests.conftest import CANARY_KEY, Received, otlp_attrs
+from tests.server.conftest import serve_process
 
 
 @pytest.fixture
@@ -202,40 +200,8 @@ def test_serve_otlp_sends_every_request_and_flushes_at_shutdown(
     url, got = receiver
     env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=url, OTEL_BSP_SCHEDULE_DELAY="60000")
     env.pop("CHAINKIT_API_TOKEN", None)
-    command = [
-        sys.executable,
-        "-c",
-        "from chainkit.cli import console_main; console_main()",
-        "serve",
-        "--port",
-        "0",
-        "--model",
-        "local",
-        "--otlp",
-    ]
-    process = subprocess.Popen(  # noqa: S603 - our own CLI
-        command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-    found: list[str] = []
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line.rstrip("\n"))
-            match = re.search(r"listening on (http://\S+)", line)
-            if match:
-                found.append(match.group(1))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert ready.wait(60), lines
-        assert found, lines
-        base = found[0]
+    with serve_process("--otlp", env=env, stop=signal.SIGINT) as (base, _):
+        # Ctrl-C at the end: the service stops and its lifespan ends (the flush)
         with httpx.Client(base_url=base, timeout=30) as client:
             for topic in ("tea", "rain"):
                 response = client.post("/chains/haiku/invoke", json={"input": {"topic": topic}})
@@ -247,12 +213,6 @@ def test_serve_otlp_sends_every_request_and_flushes_at_shutdown(
                 assert "event: data" in "".join(streamed.iter_text())
         # the batch processor waits 60 s: what arrives came from the flush at shutdown
         assert got.spans == []
-    finally:
-        process.send_signal(signal.SIGINT)  # Ctrl-C: the service stops, its lifespan ends
-        process.wait(15)
-        reader.join(5)
-        if process.stderr is not None:
-            process.stderr.close()
     check_chat_spans(got, 3, streamed=1)  # two /invoke calls, one /stream
     roots = [s for s in got.spans if "parentSpanId" not in s]
     assert len(roots) == 3

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +30,47 @@ from chainkit.server import ServerSettings, ServiceThread, create_app
 from chainkit.testing import local_model_server
 
 TOKEN = "test-token-0123456789abcdef"
+
+
+@contextlib.contextmanager
+def serve_process(
+    *args: str, env: dict[str, str], stop: signal.Signals = signal.SIGTERM
+) -> Iterator[tuple[str, list[str]]]:
+    """`chainkit serve --port 0 --model local ARGS` in a subprocess: its URL and stderr lines.
+
+    Stopped with ``stop`` (SIGINT is Ctrl-C, which runs the service's lifespan end).
+    """
+    command = [sys.executable, "-c", "from chainkit.cli import console_main; console_main()"]
+    command += ["serve", "--port", "0", "--model", "local", *args]
+    process = subprocess.Popen(  # noqa: S603 - our own CLI
+        command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+    url: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line.rstrip("\n"))
+            found = re.search(r"listening on (http://\S+)", line)
+            if found:
+                url.append(found.group(1))
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(60), lines
+        assert url, lines
+        yield url[0], lines
+    finally:
+        process.send_signal(stop)
+        process.wait(15)
+        reader.join(5)
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def chat_model(server: LocalModelServer, **kwargs: Any) -> ChatOpenAI:

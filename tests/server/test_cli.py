@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 
@@ -14,7 +11,7 @@ import pytest
 import uvicorn
 
 from chainkit.cli import main
-from tests.server.conftest import TOKEN
+from tests.server.conftest import TOKEN, serve_process
 
 pytestmark = pytest.mark.usefixtures("cli_logging")
 
@@ -56,45 +53,8 @@ def served() -> Iterator[tuple[str, list[str]]]:
     """`chainkit serve --port 0` in a subprocess, with a token; its URL and stderr lines."""
     env = dict(os.environ, CHAINKIT_API_TOKEN=TOKEN)
     env.pop("CHAINKIT_MODEL", None)
-    command = [
-        sys.executable,
-        "-c",
-        "from chainkit.cli import console_main; console_main()",
-        "serve",
-        "--port",
-        "0",
-        "--model",
-        "local",
-    ]
-    process = subprocess.Popen(  # noqa: S603 - our own CLI
-        command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-    url: list[str] = []
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line.rstrip("\n"))
-            found = re.search(r"listening on (http://\S+)", line)
-            if found:
-                url.append(found.group(1))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert ready.wait(60), lines
-        assert url, lines
-        yield url[0], lines
-    finally:
-        process.terminate()
-        process.wait(15)
-        reader.join(5)
-        if process.stderr is not None:
-            process.stderr.close()
+    with serve_process(env=env) as served:
+        yield served
 
 
 def test_serve_end_to_end(served: tuple[str, list[str]]) -> None:
