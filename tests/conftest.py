@@ -16,6 +16,7 @@ import socket
 import threading
 import tracemalloc
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -156,6 +157,13 @@ def receiver() -> Iterator[tuple[str, Received]]:
     It decodes trace exports with the official ``opentelemetry-proto`` messages,
     as a collector does; yields its base URL and what it received.
     """
+    with otlp_receiver() as (url, got):
+        yield url, got
+
+
+@contextmanager
+def otlp_receiver(port: int = 0) -> Iterator[tuple[str, Received]]:
+    """The ``receiver`` fixture's server, on ``port`` (0: a free one)."""
     from google.protobuf.json_format import MessageToDict
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
@@ -184,7 +192,7 @@ def receiver() -> Iterator[tuple[str, Received]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

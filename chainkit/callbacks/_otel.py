@@ -68,16 +68,18 @@ class OTelCapture(StreamCapture):
         self.include_content = include_content
         self.max_chunk_events = max_chunk_events
         self._own: list[Any] = []  # providers this handler made, shut down by shutdown()
+        self.deliveries: list[Any] = []  # their collectors' state (_otel_delivery.Delivery)
         self._shut_down = False
         try:  # the API may come with another package (FastAPI); the SDK comes with the extra
             from opentelemetry import metrics, trace
 
             self._tracer_provider = tracer_provider or self._global_or_own_tracer_provider(trace)
             self._meter_provider = meter_provider or self._global_or_own_meter_provider(metrics)
-        except ImportError as exc:
-            for provider in self._own:
-                provider.shutdown()
-            raise otel_missing() from exc
+        except BaseException as exc:  # a missing extra, a malformed OTEL_EXPORTER_OTLP_* URL
+            self._close_own()
+            if isinstance(exc, ImportError):
+                raise otel_missing() from exc
+            raise
         self._tracer = self._tracer_provider.get_tracer(SCOPE)
         meter = self._meter_provider.get_meter(SCOPE)
         self._duration = meter.create_histogram(
@@ -110,8 +112,11 @@ class OTelCapture(StreamCapture):
         from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+        from chainkit.callbacks._otel_delivery import ReportingSpanExporter
+
+        exporter = ReportingSpanExporter(OTLPSpanExporter(), self._delivery("traces"))
         provider = SdkTracerProvider(resource=Resource.create({"service.name": "chainkit"}))
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(exporter))
         self._own.append(provider)
         return provider
 
@@ -124,12 +129,34 @@ class OTelCapture(StreamCapture):
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import Resource
 
+        from chainkit.callbacks._otel_delivery import ReportingMetricExporter
+
+        exporter = ReportingMetricExporter(OTLPMetricExporter(), self._delivery("metrics"))
         provider = SdkMeterProvider(
             resource=Resource.create({"service.name": "chainkit"}),
-            metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())],
+            metric_readers=[PeriodicExportingMetricReader(exporter)],
         )
         self._own.append(provider)
         return provider
+
+    def _delivery(self, signal: str) -> Any:
+        from chainkit.callbacks._otel_delivery import Delivery, collector_url, same_collector
+
+        url = collector_url(signal)
+        for delivery in self.deliveries:
+            if same_collector(delivery.url, url):
+                return delivery
+        delivery = Delivery(url)
+        self.deliveries.append(delivery)
+        return delivery
+
+    def check_collector(self) -> bool:
+        """Probe the collectors this handler exports to; log one line for each that is down.
+
+        True when every one answers (or the caller's own providers are used: nothing to check).
+        """
+        answers = [delivery.check() for delivery in self.deliveries]  # each says its own line
+        return all(answers)
 
     def flush(self) -> None:
         """Send what the providers hold now (spans of finished runs, metrics)."""
@@ -147,9 +174,15 @@ class OTelCapture(StreamCapture):
             return
         self._shut_down = True
         self.flush()
+        self._close_own()
+
+    def _close_own(self) -> None:
         for provider in self._own:
             provider.shutdown()
         self._own.clear()
+        for delivery in self.deliveries:
+            delivery.close()
+        self.deliveries.clear()
 
     # ---------------------------------------------------------------- hooks
 

@@ -31,4 +31,6 @@ def otlp_handler(enabled: bool) -> OTelCapture | None:
         return None
     from chainkit.callbacks import OTelCapture
 
-    return OTelCapture()
+    otel = OTelCapture()
+    otel.check_collector()  # one line now if the collector is down, not a surprise at exit
+    return otel
