@@ -59,12 +59,22 @@ def serve(
             "closed; a connection that sends nothing is closed)."
         ),
     ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a client has to send a request's whole body, from the end of its "
+            "headers (else 408 and closed)."
+        ),
+    ] = 30.0,
     keep_alive_timeout: Annotated[
         int, typer.Option(help="Seconds an idle keep-alive connection stays open.")
     ] = 15,
     max_connections: Annotated[
         int,
-        typer.Option(help="Connections at once; a request beyond them is answered 503."),
+        typer.Option(
+            help="Connections at once; a request beyond them is answered 503 (JSON, with "
+            "Retry-After) and closed."
+        ),
     ] = 1024,
     log_bodies: Annotated[
         bool, typer.Option(help="Add request bodies (redacted, cut) to the access log.")
@@ -93,6 +103,7 @@ def serve(
         max_header_bytes=max_header_bytes,
         max_headers=max_headers,
         header_timeout=header_timeout,
+        body_timeout=body_timeout,
         keep_alive_timeout=keep_alive_timeout,
         max_connections=max_connections,
     )

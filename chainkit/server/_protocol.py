@@ -1,10 +1,12 @@
 """uvicorn's httptools protocol with the limits it lacks: the request head's size, its
-number of headers, and the time a client may take to send it.
+number of headers, the time a client may take to send the head and then the body, and
+a JSON answer beyond the connection limit.
 
 uvicorn bounds idle keep-alive connections (``timeout_keep_alive``) and
-connections at once (``limit_concurrency``), but with httptools it reads a request
-head of any size, with any number of headers, for as long as the client likes
-(h11 bounds only the size, with ``h11_max_incomplete_event_size``). Here:
+connections at once (``limit_concurrency``, answered with a plain-text 503), but with
+httptools it reads a request head of any size, with any number of headers, and a
+head or a body for as long as the client likes (h11 bounds only the head's size, with
+``h11_max_incomplete_event_size``). Here:
 
 - bytes received while a request head is incomplete are counted before they are
   parsed; past ``max_head_bytes`` the client gets a JSON 431 and the connection is
@@ -13,7 +15,16 @@ head of any size, with any number of headers, for as long as the client likes
 - a head not complete ``head_timeout`` seconds after the connection opened (or
   after its request's first byte) ends the connection: a 408 when a request was
   started, a plain close when none was (a connection idle before its first
-  request).
+  request);
+- a body not complete ``body_timeout`` seconds after its head ends the connection:
+  a 408 when the app has not started its answer (the app sees a disconnect), else a
+  plain close. The deadline is for the whole body, like Go's ``ReadTimeout`` or
+  Apache's ``RequestReadTimeout body=``; nginx's ``client_body_timeout`` times the
+  gap between two reads instead, which a client sending a byte every few seconds
+  never exceeds;
+- a request beyond ``limit_concurrency`` (connections, or requests in progress) is
+  answered with the service's JSON 503 and ``Retry-After``, where uvicorn answers
+  ``Service Unavailable`` as text.
 
 Parsing stays httptools'; only the bookkeeping around it is ours.
 """
@@ -21,44 +32,56 @@ Parsing stays httptools'; only the bookkeeping around it is ours.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chainkit.server._errors import error_json
+from chainkit.server._logging import json_response
 from chainkit.server._schemas import ErrorBody
 
-__all__ = ["HeadLimits", "guarded_protocol"]
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
+__all__ = ["HttpLimits", "guarded_protocol"]
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_RETRY_AFTER = "1"  # seconds a client refused for the connection limit should wait
 
 
 class _Refused(Exception):  # noqa: N818 - a signal out of httptools' callback, not an error
     """Raised in a parser callback to stop parsing; the protocol answers the refusal."""
 
 
-class HeadLimits:
-    """The request-head limits one server applies (see :class:`ServerSettings`)."""
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """The request limits one server applies (see :class:`ServerSettings`)."""
 
-    def __init__(self, max_head_bytes: int, max_headers: int, head_timeout: float) -> None:
-        self.max_head_bytes = max_head_bytes
-        self.max_headers = max_headers
-        self.head_timeout = head_timeout
+    max_head_bytes: int = 32 * 1024
+    max_headers: int = 100
+    head_timeout: float = 10.0
+    body_timeout: float = 30.0
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """:class:`HttpToolsProtocol` that refuses oversized and slow request heads."""
+    """:class:`HttpToolsProtocol` that refuses oversized and slow requests, and answers
+    the connection limit in JSON."""
 
-    limits: ClassVar[HeadLimits] = HeadLimits(32 * 1024, 100, 10.0)
+    limits: ClassVar[HttpLimits] = HttpLimits()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # uvicorn answers its own limit in text; this class checks it instead
+        self._max_connections, self.limit_concurrency = self.limit_concurrency, None
         self._in_head = True
         self._started = False
         self._head_bytes = 0
         self._header_count = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str, str] | None = None
 
     # ------------------------------------------------------------ connection
@@ -69,6 +92,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._disarm_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -115,11 +139,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._started = False
         self._head_bytes = 0
         self._disarm_head_timer()
-        super().on_headers_complete()
+        self._arm_body_timer()  # disarmed at once by a request without a body
+        app = self.app
+        if self._over_limit():
+            self.logger.warning("Exceeded concurrency limit (--max-connections).")
+            self.app = _unavailable(self._max_connections or 0)
+        try:
+            super().on_headers_complete()  # starts (or queues) the request with self.app
+        finally:
+            self.app = app
 
     def on_message_complete(self) -> None:
+        self._disarm_body_timer()
         super().on_message_complete()
         self._in_head = True  # the next bytes on this connection are the next request's head
+
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm_body_timer()  # the connection is the WebSocket protocol's now
+        super().handle_websocket_upgrade()
+
+    def _over_limit(self) -> bool:
+        limit = self._max_connections
+        return limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit)
 
     # ------------------------------------------------------------ answers
 
@@ -133,6 +174,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         self._disarm_head_timer()
+        self._disarm_body_timer()
         kind = "RequestTimeout" if status == 408 else "RequestHeaderFieldsTooLarge"
         body = error_json(ErrorBody(code=code, status=status, type=kind, message=message))
         payload = orjson.dumps(body)
@@ -140,7 +182,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n" % (status, _REASONS[status], len(payload))
         )
-        self.logger.warning("refused a request head: %s", message)
+        self.logger.warning("refused a request: %s", message)
         self.transport.write(head + payload)
         self.transport.close()
 
@@ -169,7 +211,61 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             f"{self.limits.head_timeout:g} seconds",
         )
 
+    # ------------------------------------------------------------ body timer
 
-def guarded_protocol(limits: HeadLimits) -> type[GuardedHttpToolsProtocol]:
+    def _arm_body_timer(self) -> None:
+        self._disarm_body_timer()
+        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timed_out)
+
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_started or self.pipeline:
+            # an answer is on its way (or one to an earlier request): no room for a 408
+            self.logger.warning(
+                "closed a connection whose request body did not arrive within %g seconds",
+                self.limits.body_timeout,
+            )
+            self.transport.close()
+            return
+        cycle.disconnected = True  # the app's receive() sees a disconnect, its sends are dropped
+        cycle.message_event.set()
+        self._refuse(
+            408,
+            "body_timeout",
+            f"the request body did not arrive within this server's "
+            f"{self.limits.body_timeout:g} seconds; send it faster (or raise --body-timeout)",
+        )
+
+
+@functools.cache
+def _unavailable(limit: int) -> Any:
+    """An ASGI app answering the service's JSON 503 for the connection limit."""
+    body = error_json(
+        ErrorBody(
+            code="too_many_connections",
+            status=503,
+            type="ServiceUnavailable",
+            message=f"this server is at its limit of {limit} connections (or requests in "
+            f"progress); retry shortly (or raise --max-connections)",
+            limit=limit,
+        )
+    )
+    headers = {"Retry-After": _RETRY_AFTER, "Connection": "close"}
+
+    async def unavailable(scope: Scope, receive: Receive, send: Send) -> None:
+        await json_response(send, 503, body, headers)
+
+    return unavailable
+
+
+def guarded_protocol(limits: HttpLimits) -> type[GuardedHttpToolsProtocol]:
     """A protocol class for one server's limits (uvicorn takes a class, not an instance)."""
     return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})

@@ -18,7 +18,7 @@ from chainkit._bridge import LoopThread
 from chainkit.errors import ConfigError
 from chainkit.server._app import ServiceState, create_app
 from chainkit.server._auth import check_bind
-from chainkit.server._protocol import HeadLimits, guarded_protocol
+from chainkit.server._protocol import HttpLimits, guarded_protocol
 from chainkit.server._settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -55,12 +55,17 @@ def _bind(host: str, port: int) -> socket.socket:
 def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
     state = getattr(app.state, "chainkit", None)  # any FastAPI app may be served
     settings = state.settings if isinstance(state, ServiceState) else ServerSettings(api_token=None)
-    limits = HeadLimits(settings.max_header_bytes, settings.max_headers, settings.header_timeout)
+    limits = HttpLimits(
+        max_head_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        head_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+    )
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=guarded_protocol(limits),  # httptools, with the head's size, count and time bounded
+        http=guarded_protocol(limits),  # httptools, with the head and the body bounded
         lifespan="on",
         access_log=False,  # chainkit.server.access logs every request instead
         log_config=None,

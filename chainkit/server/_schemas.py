@@ -265,7 +265,9 @@ class ErrorBody(BaseModel):
     upstream_status: int | None = Field(
         default=None, description="The model server's HTTP status (502)."
     )
-    limit: int | None = Field(default=None, description="The limit that was exceeded (413/429).")
+    limit: int | None = Field(
+        default=None, description="The limit that was exceeded (413/429/503)."
+    )
     details: list[dict[str, Any]] | None = Field(
         default=None, description="Validation problems (422): location, message, type."
     )

@@ -56,9 +56,15 @@ class ServerSettings:
     - ``header_timeout``: seconds a client has to send a request's line and
       headers, counted from the connection (or the request's first byte); then a
       408, or a plain close for a connection that never started a request.
+    - ``body_timeout``: seconds a client has to send a request's whole body, counted
+      from the end of its headers (a deadline for the whole body, not for the gap
+      between two reads, which a client sending a byte every few seconds never
+      exceeds); then a 408 and the connection is closed (only closed when the
+      answer had already started).
     - ``keep_alive_timeout``: whole seconds an idle keep-alive connection stays open.
     - ``max_connections``: connections (and requests in progress) at once; a
-      request beyond is answered 503 by uvicorn.
+      request beyond is answered with a JSON 503 ``too_many_connections`` with
+      ``Retry-After``, and its connection closed.
     """
 
     api_token: SecretStr | None = field(default_factory=_token_from_env)
@@ -74,6 +80,7 @@ class ServerSettings:
     max_header_bytes: int = 32 * 1024
     max_headers: int = 100
     header_timeout: float = 10.0
+    body_timeout: float = 30.0
     keep_alive_timeout: int = 15
     max_connections: int = 1024
 
@@ -117,7 +124,7 @@ class ServerSettings:
                 raise ConfigError(
                     f"ServerSettings.{name} must be > 0 seconds or None for no limit, got {value!r}"
                 )
-        for name in ("ping_interval", "header_timeout"):
+        for name in ("ping_interval", "header_timeout", "body_timeout"):
             value = getattr(self, name)
             if not _positive(value):
                 raise ConfigError(f"ServerSettings.{name} must be > 0 seconds, got {value!r}")

@@ -1,6 +1,6 @@
 """The HTTP server's own limits, against a real `chainkit serve` process over raw sockets:
-request-head size and header count (431), a slow head (408), a connection idle before its
-first request and after a response (closed), connections at once (503)."""
+request-head size and header count (431), a slow head or body (408), a connection idle
+before its first request and after a response (closed), connections at once (JSON 503)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,18 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
 
 from chainkit.cli import main
 
 HEAD_TIMEOUT = 3  # seconds; the limits below are small so each test is quick
+BODY_TIMEOUT = 2
+KEEP_ALIVE = 5  # above BODY_TIMEOUT: a connection reused after a body's deadline stays open
 MAX_CONNECTIONS = 12
 WAIT = 30  # a socket read that outlives every limit: only a server that never closes hits it
 
@@ -43,8 +47,10 @@ def served() -> Iterator[tuple[str, int]]:
         "20",
         "--header-timeout",
         str(HEAD_TIMEOUT),
+        "--body-timeout",
+        str(BODY_TIMEOUT),
         "--keep-alive-timeout",
-        "2",
+        str(KEEP_ALIVE),
         "--max-connections",
         str(MAX_CONNECTIONS),
     ]
@@ -116,6 +122,7 @@ def test_help_documents_the_limits(capsys: pytest.CaptureFixture[str]) -> None:
         "--max-header-bytes",
         "--max-headers",
         "--header-timeout",
+        "--body-timeout",
         "--keep-alive-timeout",
         "--max-connections",
     ):
@@ -180,17 +187,103 @@ def test_slow_heads_and_idle_connections_are_closed(served: tuple[str, int]) -> 
         assert kept_answer.count(b"HTTP/1.1") == 1
 
 
-def test_connections_beyond_the_limit_are_503(served: tuple[str, int]) -> None:
+def test_connections_beyond_the_limit_are_a_json_503(served: tuple[str, int]) -> None:
     held = [socket.create_connection(served, timeout=WAIT) for _ in range(MAX_CONNECTIONS)]
     try:
         for sock in held:  # each has started a request it does not finish
             sock.sendall(b"GET /health HTTP/1.1\r\n")
         with connection(served) as extra:
-            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert read_all(extra).startswith(b"HTTP/1.1 503 ")
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive asked
+            head, _, body = read_all(extra).partition(b"\r\n\r\n")  # ... and closed
         answers = [read_all(sock) for sock in held]
     finally:
         for sock in held:
             sock.close()
+    assert head.startswith(b"HTTP/1.1 503 "), head
+    headers = head.lower().split(b"\r\n")
+    assert b"content-type: application/json" in headers
+    assert b"retry-after: 1" in headers
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "too_many_connections"
+    assert error["status"] == 503
+    assert error["limit"] == MAX_CONNECTIONS
+    assert "--max-connections" in error["message"]
     assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers)  # and then they were let go
     assert health_ok(served)
+
+
+def _post_head(framing: str, length: int = 0, extra: bytes = b"") -> bytes:
+    size = b"Transfer-Encoding: chunked" if framing == "chunked" else b"Content-Length: %d" % length
+    return (
+        b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + extra
+        + size
+        + b"\r\n\r\n"
+    )
+
+
+def _framed(framing: str, piece: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(piece), piece) if framing == "chunked" else piece
+
+
+def _generate_ok(served: tuple[str, int]) -> bool:
+    host, port = served
+    response = httpx.post(f"http://{host}:{port}/generate", json={"prompt": "hi"}, timeout=WAIT)
+    return response.status_code == 200 and bool(response.json()["generated_text"])
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_slow_body_is_408_and_closed_while_others_are_served(
+    served: tuple[str, int], framing: str
+) -> None:
+    """A body trickled a byte at a time, for longer than --body-timeout: each byte comes
+    well within the deadline, so only a deadline for the whole body ends it."""
+    with connection(served) as slow:
+        slow.sendall(_post_head(framing, 100_000) + _framed(framing, b" "))
+        done = threading.Event()
+
+        def trickle() -> None:
+            while not done.wait(0.2) and send_all(slow, _framed(framing, b" ")):
+                pass
+
+        thread = threading.Thread(target=trickle, daemon=True)
+        thread.start()
+        try:
+            assert health_ok(served)  # others are served meanwhile
+            assert _generate_ok(served)
+            answer = read_all(slow)
+        finally:
+            done.set()
+            thread.join(5)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "body_timeout"
+    assert "--body-timeout" in error["message"]
+    assert health_ok(served)
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_sent_in_pieces_within_the_deadline_is_served(
+    served: tuple[str, int], framing: str
+) -> None:
+    """A slow-ish upload that ends before --body-timeout is answered; the deadline is the
+    body's, so the connection then outlives it (kept alive) and serves another request."""
+    body = orjson.dumps({"prompt": "tell me about tea"})
+    with connection(served) as sock:
+        sock.sendall(_post_head(framing, len(body)))
+        for start in range(0, len(body), 8):
+            sock.sendall(_framed(framing, body[start : start + 8]))
+            time.sleep(0.05)
+        if framing == "chunked":
+            sock.sendall(b"0\r\n\r\n")
+        first = b""
+        while b"generated_text" not in first:
+            chunk = sock.recv(65536)
+            assert chunk, first
+            first += chunk
+        assert first.startswith(b"HTTP/1.1 200 "), first[:200]
+        time.sleep(BODY_TIMEOUT + 1)  # past the body's deadline, within the keep-alive
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert read_all(sock).startswith(b"HTTP/1.1 200 ")
