@@ -51,6 +51,12 @@ def serve(
     request_log: Annotated[
         bool, typer.Option(help="Serve GET /stats?log=1 (it shows every client's prompts).")
     ] = False,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a client has to send a request's whole body (else 408 and closed)."
+        ),
+    ] = 30.0,
 ) -> None:
     """Serve the local model over HTTP (point OPENAI_BASE_URL at http://HOST:PORT/v1)."""
     from chainkit.models.local import LocalModelSettings, serve_forever
@@ -73,6 +79,7 @@ def serve(
         api_key=api_key,
         insecure=insecure,
         request_log=request_log,
+        body_timeout=body_timeout,
         on_ready=lambda line: typer.echo(line, err=True),
     )
 

@@ -3,7 +3,9 @@
 Each test is one finding of issue 12 against the old hand-written HTTP server:
 pipelining behind a slow request, huge or many headers, idle and half-sent
 connections, ``Upgrade`` requests, garbage during a stream, requests whose
-client leaves while they wait, and binding beyond loopback.
+client leaves while they wait, and binding beyond loopback; and of issue 14: a
+body trickled slowly (aiohttp's idle timeout does not close a connection whose
+handler waits for its body).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ import pytest
 from tests.models._served import ROOT, local_model_server
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "write a poem about tea"}]}
+BODY_TIMEOUT = 2  # seconds; small so the slow-body tests are quick
 
 
 @dataclass
@@ -45,7 +49,7 @@ def serve(*args: str) -> Iterator[Proc]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Proc]:
-    with serve("--idle-timeout", "1", "--request-log") as proc:
+    with serve("--idle-timeout", "1", "--request-log", "--body-timeout", str(BODY_TIMEOUT)) as proc:
         yield proc
 
 
@@ -148,6 +152,85 @@ def test_a_client_that_leaves_frees_its_request(server: Proc, header: str, strea
     assert _in_flight_drops_to_zero(server)
     log = httpx.get(f"{server.url}/stats?log=1").json()["log"]
     assert log[-1]["status"] == 499
+
+
+def _chat_head(framing: str, length: int) -> bytes:
+    size = b"transfer-encoding: chunked" if framing == "chunked" else b"content-length: %d" % length
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+    return head + size + b"\r\n\r\n"
+
+
+def _framed(framing: str, piece: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(piece), piece) if framing == "chunked" else piece
+
+
+def _send(sock: socket.socket, data: bytes) -> bool:
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_slow_body_is_408_and_closed_while_others_are_served(server: Proc, framing: str) -> None:
+    """A body trickled a byte every 0.2 s, for longer than --body-timeout: the idle timeout
+    (1 s here) never fires, as the handler is busy reading; the body's deadline does."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as slow:
+        slow.sendall(_chat_head(framing, 100_000) + _framed(framing, b" "))
+        done = threading.Event()
+
+        def trickle() -> None:
+            while not done.wait(0.2) and _send(slow, _framed(framing, b" ")):
+                pass
+
+        thread = threading.Thread(target=trickle, daemon=True)
+        thread.start()
+        try:
+            assert httpx.get(f"{server.url}/health").status_code == 200  # others are served
+            with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+                reply = client.chat.completions.create(model="m", messages=CHAT["messages"])  # type: ignore[arg-type]
+            assert reply.choices[0].message.content
+            answer = _read_all(slow)
+        finally:
+            done.set()
+            thread.join(5)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"connection: close" in head.lower()
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "body_timeout"
+    assert error["type"] == "invalid_request_error"
+    assert "--body-timeout" in error["message"]
+    assert _in_flight_drops_to_zero(server)
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_sent_in_pieces_within_the_deadline_is_answered(server: Proc, framing: str) -> None:
+    body = orjson.dumps(CHAT)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(_chat_head(framing, len(body)))
+        for start in range(0, len(body), 16):
+            sock.sendall(_framed(framing, body[start : start + 16]))
+            time.sleep(0.05)
+        if framing == "chunked":
+            sock.sendall(b"0\r\n\r\n")
+        answer = b""
+        while b"chat.completion" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+def test_the_body_timeout_is_checked_at_the_command_line() -> None:
+    argv = [sys.executable, "-m", "chainkit.models.local", "--port", "0", "--body-timeout", "0"]
+    result = subprocess.run(  # noqa: S603 - our own interpreter and module
+        argv, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "--body-timeout" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_delays_are_capped(server: Proc) -> None:

@@ -2,7 +2,8 @@
 
 Options: ``--host``, ``--port`` (0 picks a free one), ``--api-key`` (required
 as a bearer token; needed on a non-loopback host unless ``--insecure``),
-``--request-log`` (serve ``/stats?log=1``), ``--idle-timeout``, and any
+``--request-log`` (serve ``/stats?log=1``), ``--idle-timeout``, ``--body-timeout``
+(seconds a request's whole body may take to arrive, else a 408), and any
 ``LocalModelSettings`` field as ``--name value`` (e.g. ``--token-delay 0.01``).
 The listening line goes to stderr.
 """
@@ -17,6 +18,7 @@ import sys
 from chainkit.errors import ChainkitError
 from chainkit.models.local import LocalModelSettings, serve_forever
 from chainkit.models.local._background import IDLE_TIMEOUT
+from chainkit.models.local._serving import BODY_TIMEOUT
 from chainkit.models.local._settings import coerce
 
 
@@ -28,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--insecure", action="store_true")
     parser.add_argument("--request-log", action="store_true")
     parser.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT)
+    parser.add_argument("--body-timeout", type=float, default=BODY_TIMEOUT)
     for field in dataclasses.fields(LocalModelSettings):
         parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None)
     args = parser.parse_args(argv)
@@ -44,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             insecure=args.insecure,
             request_log=args.request_log,
             idle_timeout=args.idle_timeout,
+            body_timeout=args.body_timeout,
             on_ready=lambda line: print(line, file=sys.stderr, flush=True),  # noqa: T201
         )
     except ChainkitError as exc:

@@ -19,7 +19,13 @@ from chainkit import _binding
 from chainkit.errors import register_secret
 from chainkit.models.local import _batch_api, _chat, _embeddings, _responses_api
 from chainkit.models.local._errors import BadRequest
-from chainkit.models.local._serving import MODEL, LocalModel, error_response, json_response
+from chainkit.models.local._serving import (
+    BODY_TIMEOUT,
+    MODEL,
+    LocalModel,
+    error_response,
+    json_response,
+)
 from chainkit.models.local._settings import LocalModelSettings
 
 __all__ = ["MODELS", "check_bind", "create_app"]
@@ -36,15 +42,19 @@ def create_app(
     *,
     api_key: str | None = None,
     request_log: bool = False,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> web.Application:
     """The local model as an aiohttp app (serve it with any aiohttp runner).
 
     ``api_key``: when set, every endpoint but ``/health`` needs
     ``Authorization: Bearer <api_key>`` (else a 401). ``request_log``: whether
     ``GET /stats?log=1`` may show the request log (prompts included).
+    ``body_timeout``: seconds a request's whole body may take to arrive (else a 408).
     """
     app = web.Application(middlewares=[_errors_middleware(api_key)], client_max_size=1024**3)
-    app[MODEL] = LocalModel(settings or LocalModelSettings(), request_log=request_log)
+    app[MODEL] = LocalModel(
+        settings or LocalModelSettings(), request_log=request_log, body_timeout=body_timeout
+    )
     for prefix in ("/v1", ""):
         app.router.add_get(f"{prefix}/models", _models)
         app.router.add_get(f"{prefix}/models/{{model}}", _model)

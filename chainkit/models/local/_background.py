@@ -22,7 +22,7 @@ from chainkit._bridge import LoopThread
 from chainkit.errors import ConfigError, LocalServerError
 from chainkit.models.local._app import check_bind, create_app
 from chainkit.models.local._scripted import ReplyFunction, Scripted, as_scripted
-from chainkit.models.local._serving import MODEL
+from chainkit.models.local._serving import BODY_TIMEOUT, MODEL
 from chainkit.models.local._settings import LocalModelSettings
 
 __all__ = [
@@ -43,6 +43,7 @@ MAX_HEADER_BYTES = 16 * 1024  # one header line; longer ones get aiohttp's 400
 MAX_HEADERS = 100  # header lines per request; more get aiohttp's 400
 _START_TIMEOUT = 15.0
 _GRACE = 2.0  # seconds in-flight requests get to finish at shutdown
+_LINGER = 2.0  # seconds the unread rest of a refused body is drained before closing
 
 
 def _loop_factory() -> asyncio.AbstractEventLoop:
@@ -69,7 +70,10 @@ _server_log.addFilter(_QuietBadRequests())
 def _runner(app: web.Application, idle_timeout: float) -> web.AppRunner:
     """aiohttp's server for ``app``: limits on headers, an idle timeout (which also
     closes connections that never finish their headers), and request handlers
-    cancelled when their client disconnects."""
+    cancelled when their client disconnects. After an answer to a request whose body
+    was not all read (a 413, the body deadline's 408), the rest is drained for at
+    most ``_LINGER`` seconds (aiohttp's default: 10), so the client can read the
+    answer, then the connection is closed."""
     return web.AppRunner(
         app,
         handle_signals=False,
@@ -81,6 +85,7 @@ def _runner(app: web.Application, idle_timeout: float) -> web.AppRunner:
         max_line_size=MAX_HEADER_BYTES,
         max_headers=MAX_HEADERS,
         shutdown_timeout=_GRACE,
+        lingering_time=_LINGER,
     )
 
 
@@ -111,7 +116,8 @@ class LocalModelServer:
 
     ``api_key``: require it as a bearer token (needed, or ``insecure=True``, on a
     non-loopback ``host``); ``request_log``: serve ``GET /stats?log=1``;
-    ``idle_timeout``: seconds before an idle connection is closed.
+    ``idle_timeout``: seconds before an idle connection is closed; ``body_timeout``:
+    seconds a request's whole body may take to arrive (else a 408, and closed).
 
     >>> with LocalModelServer(LocalModelSettings(ttft=0.05)) as server:
     ...     client = openai.OpenAI(base_url=server.base_url, api_key="x")
@@ -127,13 +133,16 @@ class LocalModelServer:
         insecure: bool = False,
         request_log: bool = False,
         idle_timeout: float = IDLE_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         check_bind(host, api_key=api_key, insecure=insecure)
         self.settings = settings or LocalModelSettings()
         self.host = host
         self._requested_port = port
         self.idle_timeout = idle_timeout
-        self.app = create_app(self.settings, api_key=api_key, request_log=request_log)
+        self.app = create_app(
+            self.settings, api_key=api_key, request_log=request_log, body_timeout=body_timeout
+        )
         self.model = self.app[MODEL]
         self._thread: LoopThread | None = None
         self._runner: web.AppRunner | None = None
@@ -312,6 +321,7 @@ def serve_forever(
     insecure: bool = False,
     request_log: bool = False,
     idle_timeout: float = IDLE_TIMEOUT,
+    body_timeout: float = BODY_TIMEOUT,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the local model in the foreground until interrupted (the CLI's ``local serve``).
@@ -321,7 +331,7 @@ def serve_forever(
     ``api_key`` (or ``insecure=True``).
     """
     check_bind(host, api_key=api_key, insecure=insecure)
-    app = create_app(settings, api_key=api_key, request_log=request_log)
+    app = create_app(settings, api_key=api_key, request_log=request_log, body_timeout=body_timeout)
     sock = _bind(host, port)
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host

@@ -21,6 +21,7 @@ class BadRequest(Exception):  # noqa: N818 - named after the HTTP status
         status: int = 400,
         type_: str = "invalid_request_error",
         headers: dict[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -29,6 +30,7 @@ class BadRequest(Exception):  # noqa: N818 - named after the HTTP status
         self.status = status
         self.type = type_
         self.headers = headers or {}
+        self.close = close  # end the connection after the answer (the request was not all read)
 
     def body(self) -> bytes:
         return orjson.dumps(

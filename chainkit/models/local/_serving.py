@@ -3,8 +3,8 @@
 An endpoint module adds its routes with an ``add_routes(app)`` function and
 finds the server's :class:`LocalModel` as ``request.app[MODEL]``. The helpers
 here read a request (the ``X-Chainkit-Faults`` header, the JSON body within
-the size limit), answer errors as OpenAI's JSON, draw a request's faults and
-wait. Waits need no care about clients that leave: the server cancels a
+the size limit and the body deadline), answer errors as OpenAI's JSON, draw a
+request's faults and wait. Waits need no care about clients that leave: the server cancels a
 request's handler when its client disconnects (aiohttp's
 ``handler_cancellation``), so every sleep ends then and ``finally`` blocks run.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from chainkit.models.local._stats import Stats
 from chainkit.models.local._tokens import Rng, stable_seed
 
 __all__ = [
+    "BODY_TIMEOUT",
     "MODEL",
     "SSE_HEADERS",
     "LocalModel",
@@ -48,6 +50,7 @@ __all__ = [
 ]
 
 JSON_TYPE = "application/json"
+BODY_TIMEOUT = 30.0  # seconds a request's whole body may take to arrive
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
 
@@ -69,9 +72,25 @@ CALM = Plan()
 class LocalModel:
     """The state one server keeps: settings, counters, fault memory, ids."""
 
-    def __init__(self, settings: LocalModelSettings, *, request_log: bool = False) -> None:
+    def __init__(
+        self,
+        settings: LocalModelSettings,
+        *,
+        request_log: bool = False,
+        body_timeout: float = BODY_TIMEOUT,
+    ) -> None:
+        if (
+            isinstance(body_timeout, bool)
+            or not isinstance(body_timeout, int | float)
+            or not 0 < body_timeout < math.inf
+        ):
+            raise ConfigError(
+                f"the local model's body timeout (--body-timeout) must be > 0 seconds, "
+                f"got {body_timeout!r}"
+            )
         self.settings = settings
         self.request_log = request_log  # whether GET /stats?log=1 may show the prompts
+        self.body_timeout = float(body_timeout)
         self.stats = Stats()
         self.script = Script()  # scripted replies (chainkit.testing)
         self.seen: dict[bytes, int] = {}
@@ -150,7 +169,30 @@ def request_settings(request: web.Request, model: LocalModel) -> LocalModelSetti
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The raw body; 413 above ``limit`` bytes (counted as it comes when chunked)."""
+    """The raw body; 413 above ``limit`` bytes (counted as it comes when chunked), 408
+    when it has not all arrived ``body_timeout`` seconds after the handler asked for it.
+
+    aiohttp bounds neither: its idle timeout (``keepalive_timeout``) closes only a
+    connection whose handler is idle, so a client that sends a body a byte every few
+    seconds would hold its connection and request for as long as it liked. The
+    deadline is for the whole body, not the gap between two reads (which such a client
+    never exceeds); the 408 closes the connection.
+    """
+    deadline = request.app[MODEL].body_timeout
+    try:
+        async with asyncio.timeout(deadline):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise BadRequest(
+            f"The request body did not arrive within {deadline:g} seconds (the local "
+            f"model's --body-timeout); send it faster.",
+            status=408,
+            code="body_timeout",
+            close=True,
+        ) from None
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
     length = request.content_length
     if length is not None:
         if length > limit:
@@ -193,7 +235,10 @@ def json_response(
 
 def error_response(error: BadRequest) -> web.Response:
     """OpenAI's error JSON for ``error``, with its status and headers."""
-    return json_response(error.body(), error.status, error.headers or None)
+    response = json_response(error.body(), error.status, error.headers or None)
+    if error.close:
+        response.force_close()
+    return response
 
 
 def fault_error(status: int, settings: LocalModelSettings) -> BadRequest:
