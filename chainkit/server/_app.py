@@ -223,7 +223,10 @@ def create_app(
         app.add_exception_handler(exc_type, _handle_error)
     # Added innermost first: the access log wraps auth, which wraps the body limit.
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, keep_body=settings.log_bodies
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout=settings.body_timeout,
+        keep_body=settings.log_bodies,
     )
     if settings.api_token is not None:
         app.add_middleware(AuthMiddleware, token=settings.api_token)

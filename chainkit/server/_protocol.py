@@ -16,12 +16,16 @@ head or a body for as long as the client likes (h11 bounds only the head's size,
   after its request's first byte) ends the connection: a 408 when a request was
   started, a plain close when none was (a connection idle before its first
   request);
-- a body not complete ``body_timeout`` seconds after its head ends the connection:
-  a 408 when the app has not started its answer (the app sees a disconnect), else a
-  plain close. The deadline is for the whole body, like Go's ``ReadTimeout`` or
-  Apache's ``RequestReadTimeout body=``; nginx's ``client_body_timeout`` times the
-  gap between two reads instead, which a client sending a byte every few seconds
-  never exceeds;
+- a body not complete ``body_timeout`` (plus ``_BACKSTOP``) seconds after its head
+  ends the connection: a 408 when the app has not started its answer (the app sees a
+  disconnect), else a plain close. chainkit's app answers the deadline itself, as
+  ``body_timeout`` seconds pass (:class:`~chainkit.server._limits.BodyLimitMiddleware`:
+  a logged 408 with its request id); this is the backstop for what the app does not
+  read: a body sent after its answer (a 401, a ``GET`` with a body), or any app
+  served without that middleware. The deadline is for the whole body, like Go's
+  ``ReadTimeout`` or Apache's ``RequestReadTimeout body=``; nginx's
+  ``client_body_timeout`` times the gap between two reads instead, which a client
+  sending a byte every few seconds never exceeds;
 - a request beyond ``limit_concurrency`` (connections, or requests in progress) is
   answered with the service's JSON 503 and ``Retry-After``, where uvicorn answers
   ``Service Unavailable`` as text.
@@ -40,6 +44,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chainkit.server._errors import error_json
+from chainkit.server._limits import body_timeout_error
 from chainkit.server._logging import json_response
 from chainkit.server._schemas import ErrorBody
 
@@ -50,6 +55,7 @@ __all__ = ["HttpLimits", "guarded_protocol"]
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 _RETRY_AFTER = "1"  # seconds a client refused for the connection limit should wait
+_BACKSTOP = 1.0  # seconds the server's body deadline comes after the app's (which answers)
 
 
 class _Refused(Exception):  # noqa: N818 - a signal out of httptools' callback, not an error
@@ -173,11 +179,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(*refusal)
 
     def _refuse(self, status: int, code: str, message: str) -> None:
+        kind = "RequestTimeout" if status == 408 else "RequestHeaderFieldsTooLarge"
+        self._answer(ErrorBody(code=code, status=status, type=kind, message=message))
+
+    def _answer(self, error: ErrorBody) -> None:
+        """Write ``error`` as the connection's last answer and close it."""
         self._disarm_head_timer()
         self._disarm_body_timer()
-        kind = "RequestTimeout" if status == 408 else "RequestHeaderFieldsTooLarge"
-        body = error_json(ErrorBody(code=code, status=status, type=kind, message=message))
-        payload = orjson.dumps(body)
+        status, message = error.status, error.message
+        payload = orjson.dumps(error_json(error))
         head = (
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n" % (status, _REASONS[status], len(payload))
@@ -215,7 +225,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm_body_timer(self) -> None:
         self._disarm_body_timer()
-        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timed_out)
+        self._body_timer = self.loop.call_later(
+            self.limits.body_timeout + _BACKSTOP, self._body_timed_out
+        )
 
     def _disarm_body_timer(self) -> None:
         if self._body_timer is not None:
@@ -237,12 +249,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         cycle.disconnected = True  # the app's receive() sees a disconnect, its sends are dropped
         cycle.message_event.set()
-        self._refuse(
-            408,
-            "body_timeout",
-            f"the request body did not arrive within this server's "
-            f"{self.limits.body_timeout:g} seconds; send it faster (or raise --body-timeout)",
-        )
+        self._answer(body_timeout_error(self.limits.body_timeout))
 
 
 @functools.cache

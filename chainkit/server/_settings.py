@@ -59,8 +59,10 @@ class ServerSettings:
     - ``body_timeout``: seconds a client has to send a request's whole body, counted
       from the end of its headers (a deadline for the whole body, not for the gap
       between two reads, which a client sending a byte every few seconds never
-      exceeds); then a 408 and the connection is closed (only closed when the
-      answer had already started).
+      exceeds); then a 408 ``body_timeout`` and the connection is closed. The app
+      answers it (under any server, for the bodies it reads); chainkit's server
+      closes a connection whose body is still incomplete a second later (a body
+      sent after its answer, e.g. after a 401), with a 408 if nothing was answered.
     - ``keep_alive_timeout``: whole seconds an idle keep-alive connection stays open.
     - ``max_connections``: connections (and requests in progress) at once; a
       request beyond is answered with a JSON 503 ``too_many_connections`` with

@@ -261,7 +261,31 @@ def test_a_slow_body_is_408_and_closed_while_others_are_served(
     error = orjson.loads(body)["error"]
     assert error["code"] == "body_timeout"
     assert "--body-timeout" in error["message"]
+    assert f"x-request-id: {error['request_id']}".encode() in head.lower()  # the app answered
     assert health_ok(served)
+
+
+def test_a_body_trickled_after_its_answer_is_cut(served: tuple[str, int]) -> None:
+    """A body the app never reads (a GET's, answered at once) still arriving past the
+    deadline: the server closes the connection (its keep-alive timer restarts with every
+    byte, so nothing else would)."""
+    with connection(served) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n ")
+        done = threading.Event()
+
+        def trickle() -> None:
+            while not done.wait(0.2) and send_all(sock, b" "):
+                pass
+
+        thread = threading.Thread(target=trickle, daemon=True)
+        thread.start()
+        try:
+            answer = read_all(sock)
+        finally:
+            done.set()
+            thread.join(5)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
