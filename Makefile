@@ -1,7 +1,8 @@
 # chainkit: two commands set everything up on a fresh machine (Python >= 3.11 and make).
 #   make demo   creates .venv, installs chainkit, runs `chainkit demo` on the embedded local model
 #   make test   the same set-up, then lint, type checks and the whole test suite (and the
-#               chains and callbacks tests on the lowest LangChain versions allowed, .venv-min)
+#               chains and callbacks tests on the lowest LangChain versions allowed, .venv-min,
+#               and the OpenTelemetry export against Arize Phoenix, .venv-phoenix)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,7 +13,7 @@ PYTEST_WORKERS ?= 3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck pytest pytest-min bench lab notebooks clean
+.PHONY: install demo test lint typecheck pytest pytest-min phoenix pytest-phoenix bench lab notebooks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "chainkit needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
@@ -51,7 +52,28 @@ pytest-min: $(MIN_STAMP)
 	$(VENV_MIN)/bin/python -m pip list 2>/dev/null | grep -E '^langchain-(core|openai) '
 	$(VENV_MIN)/bin/pytest -p no:cacheprovider tests/chains tests/callbacks tests/test_compat.py
 
-test: lint typecheck pytest pytest-min
+# The OpenTelemetry export read back from a real third-party OTLP receiver: Arize Phoenix's
+# server, in .venv-phoenix (it pins ~120 packages, ~850 MB, that must not touch .venv; the
+# version is in tests/otel_phoenix/requirements.txt). The tests run in .venv and start its
+# `phoenix serve` on loopback; the plain suite does not collect tests/otel_phoenix.
+VENV_PHOENIX  := .venv-phoenix
+PHOENIX_STAMP := $(VENV_PHOENIX)/.installed-stamp
+
+$(PHOENIX_STAMP): tests/otel_phoenix/requirements.txt
+	$(PYTHON) -m venv $(VENV_PHOENIX)
+	$(VENV_PHOENIX)/bin/python -m pip install --quiet -r tests/otel_phoenix/requirements.txt
+	@touch $(PHOENIX_STAMP)
+
+phoenix: $(PHOENIX_STAMP)
+
+pytest-phoenix: install $(PHOENIX_STAMP)
+	CHAINKIT_PHOENIX=$(abspath $(VENV_PHOENIX))/bin/phoenix $(BIN)/pytest tests/otel_phoenix
+
+# .venv-phoenix is built while the linters and type checks run (its install is mostly
+# download and unpacking), then the test suites run one after another.
+test:
+	$(MAKE) -j2 --output-sync=target lint typecheck phoenix
+	$(MAKE) pytest pytest-min pytest-phoenix
 
 # Each benchmark prints its figures; benchmarks/README.md records the latest ones.
 BENCHMARKS := local_model model_client chain_parsers capture_overhead otel_overhead runner server trace_render ray_scaling
@@ -78,4 +100,4 @@ notebooks: install
 	$(BIN)/python -m tests.notebook_outputs
 
 clean:
-	rm -rf $(VENV) $(VENV_MIN) .venv-3.* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_MIN) $(VENV_PHOENIX) .venv-3.* .pytest_cache .mypy_cache .ruff_cache

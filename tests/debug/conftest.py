@@ -35,7 +35,8 @@ class Recordings:
     failed: Path
 
 
-def _record(path: Path, *, fail: bool) -> Path:
+def record_outline_story(path: Path, *, fail: bool, topic: dict[str, Any] = TOPIC) -> Path:
+    """Record outline_story streamed (or, ``fail``: invoked on a broken model) to ``path``."""
     from chainkit.chains import outline_story
     from chainkit.models import load_model
     from chainkit.testing import local_model_server
@@ -48,9 +49,9 @@ def _record(path: Path, *, fail: bool) -> Path:
         chain = outline_story(model)
         try:
             if fail:  # invoke: a failed sync stream leaves LangChain generators to the GC
-                chain.invoke(TOPIC, config={"callbacks": handlers})
+                chain.invoke(topic, config={"callbacks": handlers})
             else:
-                for _ in chain.stream(TOPIC, config={"callbacks": handlers}):
+                for _ in chain.stream(topic, config={"callbacks": handlers}):
                     pass
         except Exception:  # noqa: BLE001 - the failing recording fails on purpose
             assert fail, "the calm recording failed"
@@ -65,7 +66,7 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Recordings:
     """Real traces: outline_story streamed twice on a calm local model, once on a broken one."""
     folder = tmp_path_factory.mktemp("recordings")
     return Recordings(
-        ok=_record(folder / "ok.jsonl", fail=False),
-        ok_again=_record(folder / "ok_again.jsonl", fail=False),
-        failed=_record(folder / "failed.jsonl", fail=True),
+        ok=record_outline_story(folder / "ok.jsonl", fail=False),
+        ok_again=record_outline_story(folder / "ok_again.jsonl", fail=False),
+        failed=record_outline_story(folder / "failed.jsonl", fail=True),
     )
