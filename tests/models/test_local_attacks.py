@@ -25,6 +25,7 @@ import openai
 import orjson
 import pytest
 
+from chainkit.cli import main
 from tests.models._served import ROOT, local_model_server
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "write a poem about tea"}]}
@@ -164,6 +165,16 @@ def _framed(framing: str, piece: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(piece), piece) if framing == "chunked" else piece
 
 
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything until the server closes; a server that never does fails the test (the
+    socket's timeout raises)."""
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
 def _send(sock: socket.socket, data: bytes) -> bool:
     try:
         sock.sendall(data)
@@ -191,7 +202,7 @@ def test_a_slow_body_is_408_and_closed_while_others_are_served(server: Proc, fra
             with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
                 reply = client.chat.completions.create(model="m", messages=CHAT["messages"])  # type: ignore[arg-type]
             assert reply.choices[0].message.content
-            answer = _read_all(slow)
+            answer = _read_until_closed(slow)
         finally:
             done.set()
             thread.join(5)
@@ -203,6 +214,28 @@ def test_a_slow_body_is_408_and_closed_while_others_are_served(server: Proc, fra
     assert error["type"] == "invalid_request_error"
     assert "--body-timeout" in error["message"]
     assert _in_flight_drops_to_zero(server)
+
+
+def test_a_body_trickled_after_its_answer_is_cut(server: Proc) -> None:
+    """A body the handler never reads (a GET's, answered at once): aiohttp drains it for
+    its lingering time (2 s here, 10 s by default), then closes the connection."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n ")
+        done = threading.Event()
+
+        def trickle() -> None:
+            while not done.wait(0.2) and _send(sock, b" "):
+                pass
+
+        thread = threading.Thread(target=trickle, daemon=True)
+        thread.start()
+        try:
+            answer = _read_until_closed(sock)
+        finally:
+            done.set()
+            thread.join(5)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -223,7 +256,9 @@ def test_a_body_sent_in_pieces_within_the_deadline_is_answered(server: Proc, fra
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
 
 
-def test_the_body_timeout_is_checked_at_the_command_line() -> None:
+def test_the_body_timeout_is_checked_at_the_command_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     argv = [sys.executable, "-m", "chainkit.models.local", "--port", "0", "--body-timeout", "0"]
     result = subprocess.run(  # noqa: S603 - our own interpreter and module
         argv, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
@@ -231,6 +266,10 @@ def test_the_body_timeout_is_checked_at_the_command_line() -> None:
     assert result.returncode == 2
     assert "--body-timeout" in result.stderr
     assert "Traceback" not in result.stderr
+    assert main(["local", "serve", "--port", "0", "--body-timeout", "-1"]) == 2
+    assert "--body-timeout" in capsys.readouterr().err
+    assert main(["local", "serve", "--help"]) == 0
+    assert "--body-timeout" in capsys.readouterr().out
 
 
 def test_delays_are_capped(server: Proc) -> None:
