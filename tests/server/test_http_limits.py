@@ -129,6 +129,14 @@ def test_help_documents_the_limits(capsys: pytest.CaptureFixture[str]) -> None:
         assert option in out
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_a_bad_body_timeout_is_one_line(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    assert main(["serve", "--port", "0", "--body-timeout", value]) == 2
+    err = capsys.readouterr().err
+    assert "body_timeout" in err
+    assert "Traceback" not in err
+
+
 def test_a_huge_header_is_431_and_closed(served: tuple[str, int]) -> None:
     with connection(served) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ")
