@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from chainkit.cli._app import EXIT_FAILED, EXIT_OK, app
+from chainkit.cli._app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, fail
 from chainkit.cli._otlp import OtlpOpt, otlp_handler
 
 
@@ -169,6 +169,13 @@ def batch(
         raise typer.BadParameter("missing option '--input' (a JSONL file of inputs)")
     if retry_failed and not resume:
         raise typer.BadParameter("--retry-failed needs --resume (it re-runs the failed records)")
+    if otlp and backend is not BackendChoice.local:
+        where = "in the Ray workers" if backend is BackendChoice.ray else "at the provider"
+        raise fail(
+            f"--otlp needs --backend local (with {backend.value} the calls run {where}, "
+            "not in this process); drop --otlp, or use --backend local",
+            EXIT_USAGE,
+        )
     provider = None
     if backend is BackendChoice.openai_batch:
         from chainkit.runners import ProviderBatchSettings

@@ -249,3 +249,19 @@ def test_otlp_handlers_are_shut_down_whatever_happens(
     # the exporting threads of the command's own providers are gone: nothing keeps
     # running (or sending) after the command
     assert _otel_threads() == before
+
+
+@pytest.mark.parametrize("backend", ["ray", "openai-batch"])
+def test_batch_otlp_on_another_backend_is_one_line_exit_2(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"topic": "tea"}\n')
+    out = tmp_path / "o.jsonl"
+    argv = ["batch", "haiku", "-i", str(source), "-o", str(out), "--backend", backend, "--otlp"]
+    assert main(argv) == 2
+    stdout, err = capsys.readouterr()
+    assert stdout == ""
+    (line,) = err.strip().splitlines()  # no collector warning first: nothing was built
+    assert "--otlp needs --backend local" in line
+    assert not out.exists()
