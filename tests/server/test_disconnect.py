@@ -28,7 +28,7 @@ def slow_service(slow_model: LocalModelServer) -> Iterator[ServiceThread]:
         yield svc
 
 
-def _wait_idle(server: LocalModelServer, timeout: float = 5.0) -> dict[str, object]:
+def _wait_idle(server: LocalModelServer, timeout: float = 30.0) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while True:
         stats = server.stats()
