@@ -124,6 +124,20 @@ def test_oversized_body_is_413() -> None:
         assert ok.status_code == 200
 
 
+def test_a_request_may_lower_the_body_limit_but_not_raise_it() -> None:
+    with local_model_server(max_body_bytes=4096) as server, httpx.Client() as client:
+        big = {**GOOD, "messages": [{"role": "user", "content": "x" * 3000}]}
+        url = f"{server.base_url}/chat/completions"
+        lowered = client.post(url, json=big, headers={"X-Chainkit-Faults": "max_body_bytes=2048"})
+        assert "2048" in str(_error(lowered, 413)["message"])
+        raised = {"X-Chainkit-Faults": "max_body_bytes=1000000000"}
+        huge = {**GOOD, "messages": [{"role": "user", "content": "x" * 10000}]}
+        error = _error(client.post(url, json=huge, headers=raised), 400)
+        assert "above this server's limit (4096)" in str(error["message"])
+        assert error["code"] == "invalid_header"
+        assert client.post(url, json=big).status_code == 200  # within the server's own limit
+
+
 def test_chunked_upload_is_read(server: LocalModelServer) -> None:
     def chunks() -> Iterator[bytes]:
         body = orjson.dumps(GOOD)

@@ -163,6 +163,14 @@ def request_settings(request: web.Request, model: LocalModel) -> LocalModelSetti
         return model.settings
     try:
         changes = parse_overrides(header)
+        if "max_body_bytes" in changes:  # a client may lower the server's limit, not raise it
+            wanted = changes["max_body_bytes"]
+            if isinstance(wanted, int) and wanted > model.settings.max_body_bytes:
+                raise ConfigError(
+                    f"{FAULTS_HEADER}: max_body_bytes={wanted} is above this server's limit "
+                    f"({model.settings.max_body_bytes}); a request may only lower it "
+                    "(start the server with a larger LocalModelSettings.max_body_bytes)"
+                )
         return model.settings.replace(**changes) if changes else model.settings
     except ConfigError as exc:
         raise BadRequest(str(exc), param=FAULTS_HEADER, code="invalid_header") from None
