@@ -17,6 +17,7 @@ import itertools
 import math
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,17 +164,21 @@ def request_settings(request: web.Request, model: LocalModel) -> LocalModelSetti
         return model.settings
     try:
         changes = parse_overrides(header)
-        if "max_body_bytes" in changes:  # a client may lower the server's limit, not raise it
-            wanted = changes["max_body_bytes"]
-            if isinstance(wanted, int) and wanted > model.settings.max_body_bytes:
-                raise ConfigError(
-                    f"{FAULTS_HEADER}: max_body_bytes={wanted} is above this server's limit "
-                    f"({model.settings.max_body_bytes}); a request may only lower it "
-                    "(start the server with a larger LocalModelSettings.max_body_bytes)"
-                )
+        _check_body_limit(changes, model.settings.max_body_bytes)
         return model.settings.replace(**changes) if changes else model.settings
     except ConfigError as exc:
         raise BadRequest(str(exc), param=FAULTS_HEADER, code="invalid_header") from None
+
+
+def _check_body_limit(changes: Mapping[str, Any], limit: int) -> None:
+    """A client may lower the server's body limit for its request, not raise it."""
+    wanted = changes.get("max_body_bytes")
+    if isinstance(wanted, int) and wanted > limit:
+        raise ConfigError(
+            f"{FAULTS_HEADER}: max_body_bytes={wanted} is above this server's limit ({limit}); "
+            "a request may only lower it (start the server with a larger "
+            "LocalModelSettings.max_body_bytes)"
+        )
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
