@@ -230,16 +230,52 @@ def test_max_in_flight_counts_concurrency() -> None:
     assert stats["connections"] > 1
 
 
+class _Connection:
+    """Stands in for a transport: weakly referable, gone when dropped."""
+
+
 def test_request_log_is_bounded() -> None:
     from chainkit.models.local._stats import Stats
 
     stats = Stats(log_size=3)
     for i in range(5):
-        stats.begin(("127.0.0.1", i))
+        stats.begin(_Connection())
         stats.end(t_start=0.0, endpoint="/x", status=200, outcome="ok", prompt=f"p{i}" * 300)
     log = stats.snapshot(log=True)["log"]
     assert [e["prompt"][:2] for e in log] == ["p2", "p3", "p4"]
     assert all(len(e["prompt"]) == 200 for e in log)
+
+
+def test_connections_are_counted_not_remembered() -> None:
+    """1,000 clients that came and went leave a count, not 1,000 addresses."""
+    from chainkit.models.local._stats import Stats
+
+    stats = Stats(log_size=0)
+    kept = _Connection()
+    for i in range(1000):
+        for connection in (_Connection(), kept):  # a new client, and one that stays
+            stats.begin(connection)
+            stats.end(t_start=0.0, endpoint="/x", status=200, outcome="ok", client=("h", i))
+    snapshot = stats.snapshot(log=True)
+    assert snapshot["connections"] == 1001
+    assert snapshot["requests_total"] == 2000
+    assert snapshot["log"] == []  # log_size=0 keeps none
+    assert len(stats._live) == 1  # only the connection still open is held
+
+
+def test_closed_connections_are_not_held() -> None:
+    """Real connections, each closed after one request: counted, none held."""
+    with local_model_server() as server:
+        for _ in range(30):
+            with httpx.Client(base_url=server.base_url) as client:
+                client.post("/chat/completions", json=GOOD).raise_for_status()
+        assert server.stats()["connections"] == 30
+        held = server.model.stats._live
+        tries = 50
+        while len(held) > 1 and tries:  # the server sees each close on its own loop
+            tries -= 1
+            httpx.get(f"{server.url}/health")
+        assert len(held) <= 1
 
 
 def test_request_log_is_off_unless_asked_for(server: LocalModelServer) -> None:
@@ -270,3 +306,18 @@ def test_answers_alike_with_and_without_a_faults_header(
     assert fast == slow
     assert bad_fast.status_code == bad_slow.status_code == 400
     assert bad_fast.json() == bad_slow.json()
+
+
+@pytest.mark.parametrize(("args", "kept"), [((), 0), (("--request-log",), 3)])
+def test_standalone_server_keeps_a_log_only_when_it_serves_it(
+    args: tuple[str, ...], kept: int
+) -> None:
+    """`chainkit local serve` keeps no request log unless --request-log serves it."""
+    from tests.models._served import local_model_server as local_model_process
+
+    with local_model_process(*args) as (base_url, _):
+        for _ in range(3):
+            httpx.post(f"{base_url}/chat/completions", json=GOOD).raise_for_status()
+        stats = httpx.get(f"{base_url.removesuffix('/v1')}/stats").json()
+    assert stats["requests_total"] == 3
+    assert stats["log_size"] == kept

@@ -27,6 +27,7 @@ from chainkit.models.local._serving import (
     json_response,
 )
 from chainkit.models.local._settings import LocalModelSettings
+from chainkit.models.local._stats import LOG_SIZE, OWNER_LOG_SIZE
 
 __all__ = ["MODELS", "check_bind", "create_app"]
 
@@ -43,6 +44,7 @@ def create_app(
     api_key: str | None = None,
     request_log: bool = False,
     body_timeout: float = BODY_TIMEOUT,
+    log_size: int | None = None,
 ) -> web.Application:
     """The local model as an aiohttp app (serve it with any aiohttp runner).
 
@@ -50,10 +52,17 @@ def create_app(
     ``Authorization: Bearer <api_key>`` (else a 401). ``request_log``: whether
     ``GET /stats?log=1`` may show the request log (prompts included).
     ``body_timeout``: seconds a request's whole body may take to arrive (else a 408).
+    ``log_size``: how many recent requests the log keeps (0: none); by default
+    ``LOG_SIZE`` (100,000) when it is served, else ``OWNER_LOG_SIZE`` (10,000).
     """
+    if log_size is None:
+        log_size = LOG_SIZE if request_log else OWNER_LOG_SIZE
     app = web.Application(middlewares=[_errors_middleware(api_key)], client_max_size=1024**3)
     app[MODEL] = LocalModel(
-        settings or LocalModelSettings(), request_log=request_log, body_timeout=body_timeout
+        settings or LocalModelSettings(),
+        request_log=request_log,
+        body_timeout=body_timeout,
+        log_size=log_size,
     )
     for prefix in ("/v1", ""):
         app.router.add_get(f"{prefix}/models", _models)

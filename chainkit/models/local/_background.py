@@ -115,7 +115,8 @@ class LocalModelServer:
     """The local model served in a daemon thread with its own event loop (aiohttp).
 
     ``api_key``: require it as a bearer token (needed, or ``insecure=True``, on a
-    non-loopback ``host``); ``request_log``: serve ``GET /stats?log=1``;
+    non-loopback ``host``); ``request_log``: serve ``GET /stats?log=1`` (the last
+    100,000 requests; else :meth:`request_log` reads the last 10,000);
     ``idle_timeout``: seconds before an idle connection is closed; ``body_timeout``:
     seconds a request's whole body may take to arrive (else a 408, and closed).
 
@@ -328,10 +329,18 @@ def serve_forever(
 
     Logs (and passes to ``on_ready``) one line saying where it listens and the
     environment to point OpenAI clients at it. A non-loopback ``host`` needs an
-    ``api_key`` (or ``insecure=True``).
+    ``api_key`` (or ``insecure=True``). Without ``request_log`` it keeps no request
+    log (no one could read it), so its memory does not grow with the traffic.
     """
     check_bind(host, api_key=api_key, insecure=insecure)
-    app = create_app(settings, api_key=api_key, request_log=request_log, body_timeout=body_timeout)
+    # without --request-log no one can read the log: keep none
+    app = create_app(
+        settings,
+        api_key=api_key,
+        request_log=request_log,
+        body_timeout=body_timeout,
+        log_size=None if request_log else 0,
+    )
     sock = _bind(host, port)
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host

@@ -162,7 +162,7 @@ async def model_request(request: web.Request, endpoint: str, make: Make) -> web.
     rec = _Record(time.time())
     peer = request.transport.get_extra_info("peername") if request.transport else None
     client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-    model.stats.begin(client)
+    model.stats.begin(request.transport)
     try:
         return await _answer(request, model, rec, endpoint, make)
     except BadRequest as exc:

@@ -32,7 +32,7 @@ from chainkit.models.local._settings import (
     LocalModelSettings,
     parse_overrides,
 )
-from chainkit.models.local._stats import Stats
+from chainkit.models.local._stats import LOG_SIZE, Stats
 from chainkit.models.local._tokens import Rng, stable_seed
 
 __all__ = [
@@ -79,6 +79,7 @@ class LocalModel:
         *,
         request_log: bool = False,
         body_timeout: float = BODY_TIMEOUT,
+        log_size: int = LOG_SIZE,
     ) -> None:
         if (
             isinstance(body_timeout, bool)
@@ -92,7 +93,7 @@ class LocalModel:
         self.settings = settings
         self.request_log = request_log  # whether GET /stats?log=1 may show the prompts
         self.body_timeout = float(body_timeout)
-        self.stats = Stats()
+        self.stats = Stats(log_size)
         self.script = Script()  # scripted replies (chainkit.testing)
         self.seen: dict[bytes, int] = {}
         self._ids = itertools.count(1)

@@ -1,15 +1,22 @@
-"""Counters and a bounded request log of the local model server (``GET /stats``)."""
+"""Counters and a bounded request log of the local model server (``GET /stats``).
+
+Nothing here grows with the traffic beyond a bound: the log keeps the last
+``log_size`` requests (about 400 bytes each), and connections are counted, not
+remembered (only the live ones are held, weakly).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any
 
-__all__ = ["LOG_SIZE", "Stats"]
+__all__ = ["LOG_SIZE", "OWNER_LOG_SIZE", "Stats"]
 
-LOG_SIZE = 100_000
+LOG_SIZE = 100_000  # a served log (--request-log): about 40 MB when full
+OWNER_LOG_SIZE = 10_000  # an in-process server's, for its owner's request_log()
 _LOG_FIELDS = (
     "t_start",
     "t_end",
@@ -45,15 +52,19 @@ class Stats:
             self.faults = {"error": 0, "disconnect": 0, "hang": 0}
             self.prompt_tokens = 0
             self.completion_tokens = 0
-            self.connections: set[tuple[str, int]] = set()
+            self.connections = 0  # distinct connections that sent a request
+            self._live: weakref.WeakSet[object] = weakref.WeakSet()
             self.in_flight = 0
             self.max_in_flight = 0
             self.log: deque[tuple[Any, ...]] = deque(maxlen=self._log_size)
 
-    def begin(self, client: tuple[str, int] | None) -> None:
+    def begin(self, connection: object | None) -> None:
+        """Count one request in flight; ``connection``: what carries it (its transport),
+        counted once however many requests it carries."""
         with self._lock:
-            if client is not None:
-                self.connections.add(client)
+            if connection is not None and connection not in self._live:
+                self._live.add(connection)
+                self.connections += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
@@ -88,6 +99,8 @@ class Stats:
                     self.streams[outcome] += 1
             if outcome == "cut_fault":
                 self.faults["disconnect"] += 1
+            if not self._log_size:
+                return
             self.log.append(
                 (
                     t_start,
@@ -126,7 +139,7 @@ class Stats:
                     "completion": self.completion_tokens,
                     "total": self.prompt_tokens + self.completion_tokens,
                 },
-                "connections": len(self.connections),
+                "connections": self.connections,
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "log_size": len(self.log),
