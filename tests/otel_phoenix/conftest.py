@@ -34,7 +34,7 @@ import httpx
 import pytest
 
 _DEFAULT_EXECUTABLE = Path(__file__).parents[2] / ".venv-phoenix" / "bin" / "phoenix"
-_STARTUP_SECONDS = 180.0  # a fresh database is migrated first (~20 s on an idle 2-core machine)
+_STARTUP_SECONDS = 180.0  # a fresh database is migrated first (~20 s on an idle machine)
 _INGEST_SECONDS = 60.0  # Phoenix queues received spans and inserts them in batches
 
 

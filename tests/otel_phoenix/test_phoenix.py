@@ -28,6 +28,10 @@ from tests.conftest import CANARY_KEY, assert_no_canary
 from tests.debug.conftest import record_outline_story
 from tests.otel_phoenix.conftest import Phoenix
 
+# Phoenix's start (a fresh database migrated, ~20 s on an idle machine) counts against the
+# first test of the session, beside the suite's 120 s per test
+pytestmark = pytest.mark.timeout(300)
+
 SECRET_TOPIC = {"topic": f"a goldfish who found the key {CANARY_KEY}"}
 TIME_TOLERANCE = 2e-6  # Phoenix stores microseconds; chainkit's times are floats
 
