@@ -6,7 +6,8 @@ A recorded ``outline_story`` trace goes through ``chainkit trace export
 in the input. What Phoenix stored, read back with its own client, must have the
 run tree, the times (Phoenix keeps microseconds), the GenAI attributes (which
 Phoenix itself reads as an LLM call with its token counts), every chunk event, and
-the secret nowhere: not in the spans, not in Phoenix's database or log.
+the secret nowhere: not in the spans, not in Phoenix's database or log. A failed
+recording is stored as ERROR spans with their exception events.
 """
 
 from __future__ import annotations
@@ -134,6 +135,30 @@ def test_a_recorded_trace_is_stored_by_phoenix_with_its_tree_times_genai_and_chu
             assert abs(_seconds(event["timestamp"]) - wall(t)) <= TIME_TOLERANCE
     (root,) = roots
     assert REDACTED in by_run[root.run_id]["attributes"]["chainkit.input"]
+    _assert_no_secret(phoenix, spans)
+
+
+def test_a_failed_run_is_stored_as_an_error_with_its_exception(
+    phoenix: Phoenix, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = record_outline_story(tmp_path / "failed.jsonl", fail=True, topic=SECRET_TOPIC)
+    assert main(["trace", "export", str(path), "--otlp-endpoint", phoenix.url]) == 0
+    capsys.readouterr()
+    trace = Trace.load(path)
+    roots = [r for r in trace.runs if r.parent_run_id is None]
+    spans = phoenix.spans([f"{trace_id_of(r.run_id):032x}" for r in roots], len(trace.runs))
+    by_run = _by_run_id(spans)
+    failed = [r for r in trace.runs if r.error is not None]
+    assert failed
+    for run in failed:
+        span = by_run[run.run_id]
+        assert run.error is not None
+        assert span["status_code"] == "ERROR"
+        assert span["status_message"] == f"{run.error.type}: {run.error.message}"
+        (exception,) = [e for e in span["events"] if e["name"] == "exception"]
+        assert exception["attributes"]["exception.type"] == run.error.type
+        assert exception["attributes"]["exception.message"] == run.error.message
+    assert all(by_run[r.run_id]["status_code"] == "OK" for r in trace.runs if r.error is None)
     _assert_no_secret(phoenix, spans)
 
 
