@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from chainkit.errors import ConfigError, redact
+from chainkit.trace._genai_messages import input_messages, output_message
 from chainkit.trace._records import RunStarted, TraceHeader
 from chainkit.trace._run import Run
 from chainkit.trace._trace import Trace
@@ -265,21 +266,11 @@ def _genai_attributes(run: Run, include_content: bool) -> dict[str, Any]:
     calls = _tool_calls(run.outputs)
     if calls:
         attrs["chainkit.tool_calls"] = [str(c.get("name", "")) for c in calls]
-    if include_content:
+    if include_content:  # the conventions' {"role", "parts"} messages, redacted as traces are
         if run.inputs is not None:
-            attrs["gen_ai.input.messages"] = _json(run.inputs)
-        text = run.text
-        output: list[dict[str, Any]] = [
-            {"role": "assistant", "parts": [{"type": "text", "content": redact(text)}]}
-        ]
-        if calls:
-            output[0]["parts"] += [
-                {"type": "tool_call", "name": c.get("name"), "arguments": c.get("args")}
-                for c in calls
-            ]
-        if reason:
-            output[0]["finish_reason"] = str(reason)
-        attrs["gen_ai.output.messages"] = _json(output)
+            attrs["gen_ai.input.messages"] = _json(input_messages(run.inputs))
+        answer = output_message(run.text, calls, str(reason) if reason else None)
+        attrs["gen_ai.output.messages"] = _json([answer])
     return attrs
 
 

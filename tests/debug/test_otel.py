@@ -113,10 +113,19 @@ def test_content_is_exported_only_when_asked_and_then_redacted(
     trace = Trace.load(recordings.ok)
     spans = runs_to_spans(trace, include_content=True)
     model = next(s for s in spans if s.kind == "CLIENT")
-    assert "gen_ai.input.messages" in model.attributes
+    run = next(r for r in trace.runs if r.is_model)
+    # the GenAI conventions' messages: roles and parts, not LangChain's message dicts
+    sent = orjson.loads(model.attributes["gen_ai.input.messages"])
+    recorded = run.inputs["messages"]
+    assert [m["role"] for m in sent] == [
+        {"human": "user", "system": "system", "ai": "assistant"}[m["type"]] for m in recorded
+    ]
+    assert [m["parts"] for m in sent] == [
+        [{"type": "text", "content": m["content"]}] for m in recorded
+    ]
     output = orjson.loads(model.attributes["gen_ai.output.messages"])
     assert output[0]["role"] == "assistant"
-    run = next(r for r in trace.runs if r.is_model)
+    assert output[0]["parts"] == [{"type": "text", "content": run.text}]
     texts = [
         e[2].get("chainkit.chunk.text")
         for e in spans[[s.span_id for s in spans].index(span_id_of(run.run_id))].events

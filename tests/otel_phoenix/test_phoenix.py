@@ -69,6 +69,13 @@ def _assert_genai(span: Mapping[str, Any], run: Run) -> None:
     assert attrs["llm.token_count.completion"] == usage["output_tokens"]
     # content was on, so the prompt went, with the secret masked
     assert REDACTED in attrs["gen_ai.input.messages"]
+    # Phoenix read the prompt and the answer from the conventions' {"role", "parts"} messages
+    roles = {"human": "user", "system": "system", "ai": "assistant"}
+    for i, message in enumerate(run.inputs["messages"]):
+        assert attrs[f"llm.input_messages.{i}.message.role"] == roles[message["type"]]
+        assert attrs[f"llm.input_messages.{i}.message.content"] == redact(message["content"])
+    assert attrs["llm.output_messages.0.message.role"] == "assistant"
+    assert attrs["llm.output_messages.0.message.content"] == redact(run.text)
     # every chunk, in order, with its size and text
     events = _chunk_events(span)
     assert len(events) == len(run.chunks) > 1
