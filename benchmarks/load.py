@@ -1,15 +1,18 @@
 """`chainkit serve` and `chainkit local serve` under load from Locust (headless).
 
-Starts each server as its own process, takes a baseline (resident memory of the
-process and its children, established connections on its port, requests in
-flight), runs Locust's users from benchmarks/locustfile.py (mixed traffic, 5% of
-streams dropped by the client), samples the peak while it runs, then waits for the
-server to settle and samples again. Locust runs from its own virtualenv (it pulls
-in gevent and Flask, which the project does not need)::
+Starts each server as its own process, warms it, takes a baseline (resident memory of
+the process and its children, established connections on its port, requests in flight;
+for `chainkit serve` also its embedded local model's connections and calls in flight),
+then runs Locust's users from benchmarks/locustfile.py (mixed traffic, 5% of streams
+dropped by the client) for ``--rounds`` rounds of ``--duration`` seconds on the same
+server, sampling the peak while each runs and settling ``--settle`` seconds after it.
+The first round's settled figures are the post-warm-up baseline the later rounds are
+compared with. Locust runs from its own virtualenv (it pulls in gevent and Flask,
+which the project does not need)::
 
     python -m venv /tmp/locust-venv && /tmp/locust-venv/bin/pip install 'locust>=2.40,<3'
     .venv/bin/python benchmarks/load.py --locust /tmp/locust-venv/bin/locust \\
-        --users 30 --duration 180
+        --users 30 --duration 300 --rounds 2
 
 Prints a Markdown table per target (the figures in benchmarks/README.md).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -37,8 +41,17 @@ HERE = Path(__file__).resolve().parent
 @dataclass
 class Sample:
     rss_mb: float
-    connections: int
-    in_flight: int
+    connections: int  # established on the server's port
+    in_flight: int  # streams (chainkit serve) or requests (local model) in flight
+    model_connections: int = 0  # chainkit serve: established on its local model's port
+    model_in_flight: int = 0  # chainkit serve: its local model's requests in flight
+
+    def counts(self) -> tuple[int, int, int, int]:
+        return (self.connections, self.in_flight, self.model_connections, self.model_in_flight)
+
+
+def _peak(a: Sample, b: Sample) -> Sample:
+    return Sample(*(max(x, y) for x, y in zip(vars(a).values(), vars(b).values(), strict=True)))
 
 
 def _free_port() -> int:
@@ -52,7 +65,8 @@ def _start(target: str, port: int) -> subprocess.Popen[bytes]:
     if target == "chainkit":
         args = ["serve", "--port", str(port), "--model", "local", "--max-streams", "512"]
     else:
-        args = ["local", "serve", "--port", str(port)]
+        # streams take ~0.25 s (48 tokens), so a client that leaves cuts one mid-way
+        args = ["local", "serve", "--port", str(port), "--token-delay", "0.005"]
     env = dict(os.environ)
     env.pop("CHAINKIT_API_TOKEN", None)
     return subprocess.Popen(  # noqa: S603 - our own CLI
@@ -77,23 +91,39 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"the server at {url} did not start")
 
 
-def _in_flight(target: str, url: str) -> int:
-    if target == "chainkit":
-        return int(httpx.get(f"{url}/health", timeout=10).json()["streams_in_flight"])
-    return int(httpx.get(f"{url}/stats", timeout=10).json()["in_flight"])
+def _model_port(process: psutil.Process, port: int) -> int | None:
+    """The port of the local model `chainkit serve --model local` runs in its process."""
+    listening = [
+        c.laddr.port
+        for c in process.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port != port
+    ]
+    return listening[0] if listening else None
+
+
+def _stats(url: str) -> dict[str, Any]:
+    data: dict[str, Any] = httpx.get(f"{url}/stats", timeout=10).json()
+    return data
 
 
 def _sample(target: str, url: str, process: psutil.Process, port: int) -> Sample:
     procs = [process, *process.children(recursive=True)]
     rss = sum(p.memory_info().rss for p in procs if p.is_running())
-    established = sum(
-        1
-        for p in procs
-        for c in p.net_connections(kind="tcp")
-        if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
-    )
-    # the sampling request itself holds one connection while it is answered
-    return Sample(rss / 2**20, established, _in_flight(target, url))
+    sockets = [c for p in procs for c in p.net_connections(kind="tcp")]
+
+    def established(on: int | None) -> int:
+        return sum(
+            1
+            for c in sockets
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == on
+        )
+
+    if target == "local":
+        return Sample(rss / 2**20, established(port), int(_stats(url)["in_flight"]))
+    in_flight = int(httpx.get(f"{url}/health", timeout=10).json()["streams_in_flight"])
+    model = _model_port(process, port)
+    model_in_flight = int(_stats(f"http://127.0.0.1:{model}")["in_flight"]) if model else 0
+    return Sample(rss / 2**20, established(port), in_flight, established(model), model_in_flight)
 
 
 def _warm(target: str, url: str) -> None:
@@ -107,10 +137,10 @@ def _warm(target: str, url: str) -> None:
                 client.post("/v1/chat/completions", json=body)
 
 
-def _disconnected(target: str, url: str) -> int | None:
-    """Streams the service counted as left by their client (chainkit serve's metrics)."""
-    if target != "chainkit":
-        return None
+def _server_drops(target: str, url: str) -> int:
+    """Streams the server counted as left by their client."""
+    if target == "local":
+        return int(_stats(url)["streams"]["cut_client"])
     text = httpx.get(f"{url}/metrics", timeout=10).text
     return int(
         sum(
@@ -151,43 +181,51 @@ def _locust_totals(prefix: Path) -> dict[str, Any]:
 class Round:
     peak: Sample
     after: Sample
-    settled: float
+    settled: float | None  # seconds until connections and in-flight were back, if they were
     totals: dict[str, Any]
+    drops: int  # streams the clients dropped
+    server_drops: int  # streams the server counted as dropped (this round)
+    load: tuple[float, float, float]  # the machine's load average as the round ended
 
 
 def _load_round(
     target: str, locust: str, *, users: int, duration: int, settle: int, server: Any
 ) -> Round:
     url, proc, port, base = server
+    drops_before = _server_drops(target, url)
     with tempfile.TemporaryDirectory() as folder:
         prefix = Path(folder) / "stats"
+        drops_file = Path(folder) / "drops.json"
         command = [locust, "-f", str(HERE / "locustfile.py"), "--headless", "--only-summary"]
         command += ["-u", str(users), "-r", str(max(1, users // 5)), "-t", f"{duration}s"]
         command += ["--host", url, "--csv", str(prefix)]
         runner = subprocess.Popen(  # noqa: S603 - the Locust the caller named
             command,
-            env=dict(os.environ, TARGET=target),
+            env=dict(os.environ, TARGET=target, DROPS_FILE=str(drops_file)),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         peak = base
         while runner.poll() is None:
             time.sleep(2)
-            now = _sample(target, url, proc, port)
-            peak = Sample(
-                max(peak.rss_mb, now.rss_mb),
-                max(peak.connections, now.connections),
-                max(peak.in_flight, now.in_flight),
-            )
+            peak = _peak(peak, _sample(target, url, proc, port))
         totals = _locust_totals(prefix)
+        drops = sum(json.loads(drops_file.read_text()).values()) if drops_file.exists() else 0
+    load = os.getloadavg()
     started = time.monotonic()
+    settled = None
     after = _sample(target, url, proc, port)
-    while time.monotonic() - started < settle and (
-        after.connections > base.connections or after.in_flight > base.in_flight
-    ):
+    while True:  # the counts should be back at once; memory is read at the window's end
+        if settled is None and all(
+            now <= then for now, then in zip(after.counts(), base.counts(), strict=True)
+        ):
+            settled = time.monotonic() - started
+        if time.monotonic() - started >= settle:
+            break
         time.sleep(1)
         after = _sample(target, url, proc, port)
-    return Round(peak, after, time.monotonic() - started, totals)
+    server_drops = _server_drops(target, url) - drops_before
+    return Round(peak, after, settled, totals, drops, server_drops, load)
 
 
 def run_target(
@@ -214,40 +252,55 @@ def run_target(
             for _ in range(rounds)
         ]
         cpu = proc.cpu_times()
-        dropped = _disconnected(target, url)
     finally:
         server.terminate()
         server.wait(15)
-    print(f"\n### {target}: {users} users, {rounds} x {duration} s\n")
-    head = ["measure", "baseline"]
-    for i, r in enumerate(done, start=1):
-        head += [f"peak, round {i}", f"after round {i} (settled in {r.settled:.0f} s)"]
+    _report(target, users=users, duration=duration, base=base, done=done, cpu=cpu)
+
+
+def _report(
+    target: str, *, users: int, duration: int, base: Sample, done: list[Round], cpu: Any
+) -> None:
+    print(f"\n### {target}: {users} users, {len(done)} x {duration} s\n")
+    head = ["measure", "baseline (warmed)"]
+    for i in range(1, len(done) + 1):
+        head += [f"peak, round {i}", f"after round {i}"]
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
-    rows: list[list[Any]] = [
-        ["resident memory (MB)", f"{base.rss_mb:.0f}"],
-        ["established connections", base.connections],
-        ["in flight", base.in_flight],
+    rows: list[tuple[str, Any]] = [
+        ("resident memory (MB)", lambda s: f"{s.rss_mb:.0f}"),
+        ("established connections", lambda s: s.connections),
+        (
+            "streams in flight" if target == "chainkit" else "requests in flight",
+            lambda s: s.in_flight,
+        ),
     ]
-    for r in done:
-        rows[0] += [f"{r.peak.rss_mb:.0f}", f"{r.after.rss_mb:.0f}"]
-        rows[1] += [r.peak.connections, r.after.connections]
-        rows[2] += [r.peak.in_flight, r.after.in_flight]
-    for row in rows:
-        print("| " + " | ".join(str(cell) for cell in row) + " |")
+    if target == "chainkit":
+        rows += [
+            ("its local model: connections", lambda s: s.model_connections),
+            ("its local model: requests in flight", lambda s: s.model_in_flight),
+        ]
+    for label, cell in rows:
+        line = [label, cell(base)]
+        for r in done:
+            line += [cell(r.peak), cell(r.after)]
+        print("| " + " | ".join(str(c) for c in line) + " |")
     print()
     for i, r in enumerate(done, start=1):
         t = r.totals
+        settled = "never" if r.settled is None else f"{r.settled:.0f} s"
         print(
             f"- round {i}: {t['requests']} requests, {t['failures']} failures, "
             f"{t['rps']:.1f} req/s, p50 {t['p50']} ms, p95 {t['p95']} ms; "
-            + ", ".join(f"{name} {line}" for name, line in sorted(t["per_name"].items()))
+            f"{r.drops} streams dropped by the clients, {r.server_drops} counted by the server; "
+            f"connections and in-flight back to baseline after {settled}; "
+            f"load average {r.load[0]:.1f} {r.load[1]:.1f} {r.load[2]:.1f}"
         )
+        for name, line in sorted(t["per_name"].items()):
+            print(f"  - {name}: {line}")
         for kind in t["failure_kinds"][:5]:
             print(f"  - failed: {kind}")
     print(f"- server CPU {cpu.user + cpu.system:.0f} s in all")
-    if dropped is not None:
-        print(f"- streams the server counted as dropped by their client: {dropped}")
 
 
 def main() -> None:
@@ -255,7 +308,7 @@ def main() -> None:
     parser.add_argument("--locust", default="locust", help="the locust executable")
     parser.add_argument("--users", type=int, default=30)
     parser.add_argument("--duration", type=int, default=180, help="seconds of load per target")
-    parser.add_argument("--settle", type=int, default=30, help="seconds allowed to settle")
+    parser.add_argument("--settle", type=int, default=60, help="seconds to settle after each round")
     parser.add_argument("--target", choices=["chainkit", "local", "both"], default="both")
     parser.add_argument(
         "--rounds", type=int, default=2, help="load rounds on one server (leaks show as growth)"

@@ -2,20 +2,23 @@
 
 TARGET=chainkit: `chainkit serve` (invoke, stream, stream_events, batch);
 TARGET=local: `chainkit local serve` (chat completions plain and streamed, a streamed
-Responses call, embeddings). 5% of streams are dropped by the client after the first event.
+Responses call, embeddings). 5% of streams are dropped by the client after the first event
+(counted per kind and written to $DROPS_FILE as JSON when Locust quits).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from typing import Any
 
-from locust import HttpUser, between, task
+from locust import HttpUser, between, events, task
 
 DISCONNECT_RATE = float(os.environ.get("DISCONNECT_RATE", "0.05"))
 # OpenAI stores every response by default (store=true) for later retrieval; STORE=0 asks not to
 STORE = os.environ.get("STORE", "1") != "0"
+DROPPED: dict[str, int] = {}  # streams this process dropped, per kind
 TOPICS = ["the sea", "a lighthouse", "goldfish", "winter", "a library", "trains", "tea"]
 
 
@@ -34,8 +37,17 @@ def _read_stream(user: HttpUser, path: str, body: dict[str, Any], name: str) -> 
             if leave and line:
                 r.close()  # the connection goes with it: a disconnect mid-stream
                 r.success()
+                DROPPED[name] = DROPPED.get(name, 0) + 1
                 return
         r.success()
+
+
+@events.quitting.add_listener
+def _write_drops(**_: Any) -> None:
+    """Write the drops per kind to $DROPS_FILE (JSON) for benchmarks/load.py."""
+    if path := os.environ.get("DROPS_FILE"):
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(DROPPED, handle)
 
 
 class ChainkitServeUser(HttpUser):
