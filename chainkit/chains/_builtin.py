@@ -121,9 +121,12 @@ def outline_story(model: ModelArg = None) -> Runnable[dict[str, Any], dict[str, 
     name = "outline_story"
     llm = resolve_model(model)  # one model object for every step
     outline = build_chain(OUTLINE, model=llm, parser="str", name="outline", error_name=name)
-    title = build_chain(TITLE, model=llm, parser="str", name="title", error_name=name)
-    written = build_chain(
-        STORY_FROM_OUTLINE, model=llm, parser="str", name="story", error_name=name
+    # the outline comes from the first step: a missing-variable error names only `topic`
+    title, written = (
+        build_chain(
+            template, model=llm, parser="str", name=step, error_name=name, produced=["outline"]
+        )
+        for template, step in ((TITLE, "title"), (STORY_FROM_OUTLINE, "story"))
     )
     word_count = RunnableLambda(_word_count, afunc=_aword_count, name="word_count")
     sequence: RunnableSequence[dict[str, Any], dict[str, Any]] = RunnableSequence(

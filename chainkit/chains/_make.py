@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from langchain_core.output_parsers import StrOutputParser
@@ -136,11 +137,13 @@ def build_chain(
     template_format: str = "f-string",
     partial: dict[str, Any] | None = None,
     error_name: str | None = None,
+    produced: Iterable[str] = (),
 ) -> Runnable[dict[str, Any], Any]:
     """:func:`make_chain`, plus ``error_name``: the chain named in a missing-variable error.
 
     A step of a bigger chain (``outline_story``'s ``outline``) names the chain the
-    caller called, not the step.
+    caller called, not the step; ``produced`` are the variables earlier steps make,
+    which such an error leaves out while a caller's variable is missing too.
     """
     if not isinstance(name, str) or not name.strip():
         raise UserError(f"a chain name must be a non-empty string, got {name!r}")
@@ -181,7 +184,7 @@ def build_chain(
         )
     if partial:
         prompt = prompt.partial(**partial)
-    chain_prompt = ChainPromptTemplate.wrap(prompt, error_name or name)
+    chain_prompt = ChainPromptTemplate.wrap(prompt, error_name or name, produced)
     sequence: RunnableSequence[Any, Any] = RunnableSequence(chain_prompt, *steps, name=name)
     defaults = {k: v for k, v in partial.items() if k != FORMAT_INSTRUCTIONS}
     input_type = input_model(name, chain_prompt.get_input_schema(), description, defaults)

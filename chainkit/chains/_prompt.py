@@ -13,6 +13,7 @@ error keeps working.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from typing import Any
 
 from langchain_core.prompts import (
@@ -37,6 +38,13 @@ class ChainPromptTemplate(ChatPromptTemplate):
     chain_name: str = ""
     """The chain named in a :class:`MissingVariableError`."""
 
+    produced: builtins.list[str] = []  # noqa: RUF012 - a pydantic field (copied per instance)
+    """Variables an earlier step of the chain produces (``outline_story``'s ``outline``).
+
+    While one of the caller's variables is missing too, the error names only the
+    caller's: which step fails first is a race when steps stream into each other.
+    """
+
     @classmethod
     def is_lc_serializable(cls) -> bool:
         return False  # LangChain's `load` would not find this class; dump the chain's spec instead
@@ -49,15 +57,23 @@ class ChainPromptTemplate(ChatPromptTemplate):
         if isinstance(inner_input, dict):
             missing = [v for v in self.input_variables if v not in inner_input]
             if missing:
-                raise MissingVariableError(self.chain_name or "<unnamed>", missing, inner_input)
+                callers = [v for v in missing if v not in self.produced]
+                raise MissingVariableError(
+                    self.chain_name or "<unnamed>", callers or missing, inner_input
+                )
         return super()._validate_input(inner_input)
 
     @classmethod
-    def wrap(cls, prompt: ChatPromptTemplate, chain_name: str) -> ChainPromptTemplate:
+    def wrap(
+        cls, prompt: ChatPromptTemplate, chain_name: str, produced: Iterable[str] = ()
+    ) -> ChainPromptTemplate:
         """The same prompt (messages, partials, types), as a ``ChainPromptTemplate``."""
         fields = {name: getattr(prompt, name) for name in type(prompt).model_fields}
         fields["chain_name"] = chain_name
-        return cls.model_construct(_fields_set={*prompt.model_fields_set, "chain_name"}, **fields)
+        fields["produced"] = list(produced)
+        return cls.model_construct(
+            _fields_set={*prompt.model_fields_set, "chain_name", "produced"}, **fields
+        )
 
 
 def to_chat_prompt(

@@ -164,3 +164,32 @@ def test_missing_variable_in_batch_with_return_exceptions(sync_model: ChatOpenAI
     ok, bad = chain.batch([{"topic": "x"}, {}], return_exceptions=True)
     assert isinstance(ok, str)
     assert isinstance(bad, MissingVariableError)
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"wrong": "x"}, ["topic"]),  # the caller's variable, not the step's own `outline`
+        ({"topic": "x"}, ["outline"]),  # only what an earlier step makes: named as it is
+    ],
+)
+def test_a_later_step_names_the_callers_missing_variables(
+    given: dict[str, Any], named: list[str], model: ChatOpenAI
+) -> None:
+    """outline_story streams its steps into each other, so its title step may see the
+    caller's input before the outline step has failed on it: the error must read the same."""
+    from chainkit.chains._builtin import TITLE
+    from chainkit.chains._make import build_chain
+
+    step = build_chain(
+        TITLE,
+        model=model,
+        parser="str",
+        name="title",
+        error_name="outline_story",
+        produced=["outline"],
+    )
+    with pytest.raises(MissingVariableError) as info:
+        step.invoke(given)
+    assert info.value.chain == "outline_story"
+    assert info.value.missing == named
