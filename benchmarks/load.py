@@ -1,11 +1,12 @@
 """`chainkit serve` and `chainkit local serve` under load from Locust (headless).
 
-Starts each server as its own process, warms it, takes a baseline (resident memory of
-the process and its children, established connections on its port, requests in flight;
-for `chainkit serve` also its embedded local model's connections and calls in flight),
-then runs Locust's users from benchmarks/locustfile.py (mixed traffic, 5% of streams
-dropped by the client) for ``--rounds`` rounds of ``--duration`` seconds on the same
-server, sampling the peak while each runs and settling ``--settle`` seconds after it.
+Starts each server as its own process, warms it (each endpoint of the mix, 20 times),
+takes a baseline (resident memory of the process and its children, established
+connections on its port, requests in flight; for `chainkit serve` also its embedded
+local model's connections and calls in flight), then runs Locust's users from
+benchmarks/locustfile.py (mixed traffic, 5% of streams dropped by the client) for
+``--rounds`` rounds of ``--duration`` seconds on the same server, sampling the peak
+while each runs and settling ``--settle`` seconds after it.
 The first round's settled figures are the post-warm-up baseline the later rounds are
 compared with. Locust runs from its own virtualenv (it pulls in gevent and Flask,
 which the project does not need)::
@@ -127,14 +128,27 @@ def _sample(target: str, url: str, process: psutil.Process, port: int) -> Sample
 
 
 def _warm(target: str, url: str) -> None:
+    """Call every endpoint of the mix 20 times, one at a time (first-use imports, caches)."""
+    if target == "chainkit":
+        one = {"input": {"topic": "warm"}}
+        calls = [
+            ("/chains/haiku/invoke", one),
+            ("/chains/haiku/batch", {"inputs": [{"topic": "w"}] * 3}),
+            ("/chains/haiku/stream", one),
+            ("/chains/haiku/stream_events", {**one, "include_types": ["chat_model"]}),
+        ]
+    else:
+        chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        calls = [
+            ("/v1/chat/completions", chat),
+            ("/v1/chat/completions", {**chat, "stream": True}),
+            ("/v1/responses", {"model": "m", "input": "hi", "stream": True}),
+            ("/v1/embeddings", {"model": "m", "input": ["a", "b"]}),
+        ]
     with httpx.Client(base_url=url, timeout=60) as client:
         for _ in range(20):
-            if target == "chainkit":
-                client.post("/chains/haiku/invoke", json={"input": {"topic": "warm"}})
-                client.post("/chains/haiku/batch", json={"inputs": [{"topic": "w"}] * 3})
-            else:
-                body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-                client.post("/v1/chat/completions", json=body)
+            for path, body in calls:
+                client.post(path, json=body).raise_for_status()
 
 
 def _server_drops(target: str, url: str) -> int:
