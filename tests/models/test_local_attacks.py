@@ -15,7 +15,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import pytest
 
 from chainkit.cli import main
 from tests.models._served import ROOT, local_model_server
+from tests.raw_http import framed, read_until, read_until_closed, send_in_pieces, trickling
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "write a poem about tea"}]}
 BODY_TIMEOUT = 2  # seconds; small so the slow-body tests are quick
@@ -161,51 +161,18 @@ def _chat_head(framing: str, length: int) -> bytes:
     return head + size + b"\r\n\r\n"
 
 
-def _framed(framing: str, piece: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(piece), piece) if framing == "chunked" else piece
-
-
-def _read_until_closed(sock: socket.socket) -> bytes:
-    """Everything until the server closes; a server that never does fails the test (the
-    socket's timeout raises)."""
-    data = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
-
-
-def _send(sock: socket.socket, data: bytes) -> bool:
-    try:
-        sock.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        return False
-    return True
-
-
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_a_slow_body_is_408_and_closed_while_others_are_served(server: Proc, framing: str) -> None:
     """A body trickled a byte every 0.2 s, for longer than --body-timeout: the idle timeout
     (1 s here) never fires, as the handler is busy reading; the body's deadline does."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as slow:
-        slow.sendall(_chat_head(framing, 100_000) + _framed(framing, b" "))
-        done = threading.Event()
-
-        def trickle() -> None:
-            while not done.wait(0.2) and _send(slow, _framed(framing, b" ")):
-                pass
-
-        thread = threading.Thread(target=trickle, daemon=True)
-        thread.start()
-        try:
+        slow.sendall(_chat_head(framing, 100_000) + framed(framing, b" "))
+        with trickling(slow, framed(framing, b" ")):
             assert httpx.get(f"{server.url}/health").status_code == 200  # others are served
             with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
                 reply = client.chat.completions.create(model="m", messages=CHAT["messages"])  # type: ignore[arg-type]
             assert reply.choices[0].message.content
-            answer = _read_until_closed(slow)
-        finally:
-            done.set()
-            thread.join(5)
+            answer = read_until_closed(slow)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 "), answer[:200]
     assert b"connection: close" in head.lower()
@@ -221,19 +188,8 @@ def test_a_body_trickled_after_its_answer_is_cut(server: Proc) -> None:
     its lingering time (2 s here, 10 s by default), then closes the connection."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n ")
-        done = threading.Event()
-
-        def trickle() -> None:
-            while not done.wait(0.2) and _send(sock, b" "):
-                pass
-
-        thread = threading.Thread(target=trickle, daemon=True)
-        thread.start()
-        try:
-            answer = _read_until_closed(sock)
-        finally:
-            done.set()
-            thread.join(5)
+        with trickling(sock, b" "):
+            answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert answer.count(b"HTTP/1.1 ") == 1
 
@@ -243,16 +199,8 @@ def test_a_body_sent_in_pieces_within_the_deadline_is_answered(server: Proc, fra
     body = orjson.dumps(CHAT)
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(_chat_head(framing, len(body)))
-        for start in range(0, len(body), 16):
-            sock.sendall(_framed(framing, body[start : start + 16]))
-            time.sleep(0.05)
-        if framing == "chunked":
-            sock.sendall(b"0\r\n\r\n")
-        answer = b""
-        while b"chat.completion" not in answer:
-            chunk = sock.recv(65536)
-            assert chunk, answer
-            answer += chunk
+        send_in_pieces(sock, framing, body, 16)
+        answer = read_until(sock, b"chat.completion")
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
 
 

@@ -19,6 +19,14 @@ import orjson
 import pytest
 
 from chainkit.cli import main
+from tests.raw_http import (
+    framed,
+    read_until,
+    read_until_closed,
+    send_all,
+    send_in_pieces,
+    trickling,
+)
 
 HEAD_TIMEOUT = 3  # seconds; the limits below are small so each test is quick
 BODY_TIMEOUT = 2
@@ -92,24 +100,6 @@ def connection(served: tuple[str, int]) -> Iterator[socket.socket]:
         sock.close()
 
 
-def read_all(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection."""
-    data = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
-
-
-def send_all(sock: socket.socket, data: bytes) -> bool:
-    """Send ``data``; False when the server closed the connection first."""
-    try:
-        sock.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        return False
-    return True
-
-
 def health_ok(served: tuple[str, int]) -> bool:
     host, port = served
     return httpx.get(f"http://{host}:{port}/health", timeout=WAIT).status_code == 200
@@ -143,7 +133,7 @@ def test_a_huge_header_is_431_and_closed(served: tuple[str, int]) -> None:
         sent = 0
         while sent < 8 * 1024 * 1024 and send_all(sock, b"a" * 65536):
             sent += 65536
-        answer = read_all(sock)
+        answer = read_until_closed(sock)
     assert sent < 8 * 1024 * 1024  # the server stopped reading long before 8 MiB
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert b'"code":"head_too_large"' in answer
@@ -154,7 +144,7 @@ def test_too_many_headers_is_431(served: tuple[str, int]) -> None:
     headers = b"".join(b"X-%d: 1\r\n" % i for i in range(50))
     with connection(served) as sock:
         send_all(sock, b"GET /health HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
-        answer = read_all(sock)
+        answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert b'"code":"too_many_headers"' in answer
 
@@ -165,7 +155,7 @@ def test_twenty_headers_are_fine(served: tuple[str, int]) -> None:
         sock.sendall(
             b"GET /health HTTP/1.1\r\nHost: x\r\n" + headers + b"Connection: close\r\n\r\n"
         )
-        assert read_all(sock).startswith(b"HTTP/1.1 200 ")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 200 ")
 
 
 def test_slow_heads_and_idle_connections_are_closed(served: tuple[str, int]) -> None:
@@ -174,23 +164,12 @@ def test_slow_heads_and_idle_connections_are_closed(served: tuple[str, int]) -> 
     with connection(served) as slow, connection(served) as idle, connection(served) as kept:
         kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         slow.sendall(b"GET /health HTTP/1.1\r\n")
-        done = threading.Event()
-
-        def trickle() -> None:
-            while not done.wait(0.2) and send_all(slow, b"X-Slow: 1\r\n"[:1]):
-                pass
-
-        thread = threading.Thread(target=trickle, daemon=True)
-        thread.start()
-        try:
-            answer = read_all(slow)
-        finally:
-            done.set()
-            thread.join(5)
+        with trickling(slow, b"X"):  # a header name, a byte at a time
+            answer = read_until_closed(slow)
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
         assert b'"code":"head_timeout"' in answer
-        assert read_all(idle) == b""
-        kept_answer = read_all(kept)
+        assert read_until_closed(idle) == b""
+        kept_answer = read_until_closed(kept)
         assert kept_answer.startswith(b"HTTP/1.1 200 ")
         assert kept_answer.count(b"HTTP/1.1") == 1
 
@@ -202,8 +181,8 @@ def test_connections_beyond_the_limit_are_a_json_503(served: tuple[str, int]) ->
             sock.sendall(b"GET /health HTTP/1.1\r\n")
         with connection(served) as extra:
             extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive asked
-            head, _, body = read_all(extra).partition(b"\r\n\r\n")  # ... and closed
-        answers = [read_all(sock) for sock in held]
+            head, _, body = read_until_closed(extra).partition(b"\r\n\r\n")  # ... and closed
+        answers = [read_until_closed(sock) for sock in held]
     finally:
         for sock in held:
             sock.close()
@@ -230,10 +209,6 @@ def _post_head(framing: str, length: int = 0, extra: bytes = b"") -> bytes:
     )
 
 
-def _framed(framing: str, piece: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(piece), piece) if framing == "chunked" else piece
-
-
 def _generate_ok(served: tuple[str, int]) -> bool:
     host, port = served
     response = httpx.post(f"http://{host}:{port}/generate", json={"prompt": "hi"}, timeout=WAIT)
@@ -247,22 +222,11 @@ def test_a_slow_body_is_408_and_closed_while_others_are_served(
     """A body trickled a byte at a time, for longer than --body-timeout: each byte comes
     well within the deadline, so only a deadline for the whole body ends it."""
     with connection(served) as slow:
-        slow.sendall(_post_head(framing, 100_000) + _framed(framing, b" "))
-        done = threading.Event()
-
-        def trickle() -> None:
-            while not done.wait(0.2) and send_all(slow, _framed(framing, b" ")):
-                pass
-
-        thread = threading.Thread(target=trickle, daemon=True)
-        thread.start()
-        try:
+        slow.sendall(_post_head(framing, 100_000) + framed(framing, b" "))
+        with trickling(slow, framed(framing, b" ")):
             assert health_ok(served)  # others are served meanwhile
             assert _generate_ok(served)
-            answer = read_all(slow)
-        finally:
-            done.set()
-            thread.join(5)
+            answer = read_until_closed(slow)
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
     head, _, body = answer.partition(b"\r\n\r\n")
     assert b"connection: close" in head.lower()
@@ -279,19 +243,8 @@ def test_a_body_trickled_after_its_answer_is_cut(served: tuple[str, int]) -> Non
     byte, so nothing else would)."""
     with connection(served) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n ")
-        done = threading.Event()
-
-        def trickle() -> None:
-            while not done.wait(0.2) and send_all(sock, b" "):
-                pass
-
-        thread = threading.Thread(target=trickle, daemon=True)
-        thread.start()
-        try:
-            answer = read_all(sock)
-        finally:
-            done.set()
-            thread.join(5)
+        with trickling(sock, b" "):
+            answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert answer.count(b"HTTP/1.1 ") == 1
 
@@ -305,17 +258,9 @@ def test_a_body_sent_in_pieces_within_the_deadline_is_served(
     body = orjson.dumps({"prompt": "tell me about tea"})
     with connection(served) as sock:
         sock.sendall(_post_head(framing, len(body)))
-        for start in range(0, len(body), 8):
-            sock.sendall(_framed(framing, body[start : start + 8]))
-            time.sleep(0.05)
-        if framing == "chunked":
-            sock.sendall(b"0\r\n\r\n")
-        first = b""
-        while b"generated_text" not in first:
-            chunk = sock.recv(65536)
-            assert chunk, first
-            first += chunk
+        send_in_pieces(sock, framing, body, 8)
+        first = read_until(sock, b"generated_text")
         assert first.startswith(b"HTTP/1.1 200 "), first[:200]
         time.sleep(BODY_TIMEOUT + 1)  # past the body's deadline, within the keep-alive
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert read_all(sock).startswith(b"HTTP/1.1 200 ")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 200 ")
