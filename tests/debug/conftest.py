@@ -70,3 +70,14 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Recordings:
         ok_again=record_outline_story(folder / "ok_again.jsonl", fail=False),
         failed=record_outline_story(folder / "failed.jsonl", fail=True),
     )
+
+
+def haiku_chain(local_server: Any) -> Any:
+    """A one-step chain (prompt | ChatOpenAI on the local model | str), 12 tokens."""
+    from chainkit.chains import make_chain
+    from chainkit.models import load_model
+
+    return make_chain(
+        "Write a haiku about {topic}.",
+        model=load_model(base_url=local_server.base_url, max_tokens=12),
+    )

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import json
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import pytest
 from chainkit.callbacks import OTelCapture, capture
 from chainkit.cli import main
 from tests.conftest import CANARY_KEY, Received, otlp_attrs
+from tests.debug.conftest import haiku_chain
 from tests.server.conftest import serve_process
 
 
@@ -96,33 +99,38 @@ def test_batch_otlp_sends_one_tree_per_item(
     assert len({s["traceId"] for s in got.spans}) == 3
 
 
-def test_run_batch_takes_an_otel_capture(receiver: tuple[str, Received], local_server: Any) -> None:
+@contextlib.contextmanager
+def otel_to(url: str) -> Iterator[OTelCapture]:
+    """An OTelCapture on providers of the test's own, exporting spans to ``url`` at once."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    from chainkit.chains import make_chain
-    from chainkit.models import load_model
-    from chainkit.runners import run_batch
-
-    url, got = receiver
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(f"{url}/v1/traces")))
     meter_provider = MeterProvider()
-    otel = OTelCapture(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    chain = make_chain(
-        "Write a haiku about {topic}.",
-        model=load_model(base_url=local_server.base_url, max_tokens=12),
-    )
     try:
-        report = asyncio.run(
-            run_batch(chain, [{"topic": "a"}, {"topic": "b"}], callbacks=[otel], stream=True)
-        )
-        otel.flush()
+        yield OTelCapture(tracer_provider=tracer_provider, meter_provider=meter_provider)
     finally:
         tracer_provider.shutdown()
         meter_provider.shutdown()
+
+
+def test_run_batch_takes_an_otel_capture(receiver: tuple[str, Received], local_server: Any) -> None:
+    from chainkit.runners import run_batch
+
+    url, got = receiver
+    with otel_to(url) as otel:
+        report = asyncio.run(
+            run_batch(
+                haiku_chain(local_server),
+                [{"topic": "a"}, {"topic": "b"}],
+                callbacks=[otel],
+                stream=True,
+            )
+        )
+        otel.flush()
     assert report.failed == 0
     assert otel.spans_emitted == len(got.spans) > 0
     assert len(model_spans(got)) == 2
@@ -131,30 +139,12 @@ def test_run_batch_takes_an_otel_capture(receiver: tuple[str, Received], local_s
 def test_capture_takes_an_otel_capture_beside_its_trace(
     receiver: tuple[str, Received], local_server: Any
 ) -> None:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
-    from chainkit.chains import make_chain
-    from chainkit.models import load_model
-
     url, got = receiver
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(f"{url}/v1/traces")))
-    meter_provider = MeterProvider()
-    otel = OTelCapture(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    chain = make_chain(
-        "Write a haiku about {topic}.",
-        model=load_model(base_url=local_server.base_url, max_tokens=12),
-    )
-    try:
+    chain = haiku_chain(local_server)
+    with otel_to(url) as otel:
         with capture(handlers=[otel]) as trace:
             "".join(chain.stream({"topic": "moss"}))
         otel.flush()
-    finally:
-        tracer_provider.shutdown()
-        meter_provider.shutdown()
     assert len(got.spans) == len(trace.runs) > 0
     run_ids = {otlp_attrs(s["attributes"])["chainkit.run_id"] for s in got.spans}
     assert run_ids == {r.run_id for r in trace.runs}

@@ -21,6 +21,7 @@ from chainkit.callbacks import OTelCapture, capture
 from chainkit.callbacks._otel_delivery import Delivery, collector_url, same_collector
 from chainkit.cli import main
 from tests.conftest import otlp_receiver
+from tests.debug.conftest import haiku_chain
 from tests.server.conftest import serve_process
 
 SECRET = "s3cr3t-collector-password"
@@ -60,13 +61,7 @@ def test_stream_with_no_collector_says_it_once_and_the_output_is_whole(
 def test_delivery_resumes_when_the_collector_comes_up(
     local_server: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from chainkit.chains import make_chain
-    from chainkit.models import load_model
-
-    chain = make_chain(
-        "Write a haiku about {topic}.",
-        model=load_model(base_url=local_server.base_url, max_tokens=12),
-    )
+    chain = haiku_chain(local_server)
     port = closed_port()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
     otel = OTelCapture()
